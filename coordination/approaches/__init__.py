@@ -1,0 +1,1 @@
+"""Approaches: source records of one company grouped into joint visits and double entries."""

@@ -1,0 +1,1 @@
+"""Identity resolution: normalisation, company resolution, survivorship, contact persons."""

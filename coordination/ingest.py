@@ -1,0 +1,316 @@
+"""Storing one connector batch: source records, their needs, and quarantine, in bulk.
+
+Idempotent by content hash: a record delivered again unchanged changes nothing but its
+``last_seen_at``. The caller owns the transaction (the batch and the cursor commit together).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlmodel import Session
+
+from connectors.base import Batch, Rejected, SourceRecordData, record_problems
+from coordination.identity.normalise import clean_p_number, valid_cvr
+from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
+from coordination.redaction import redact_cpr, redact_mapping
+
+# IN-lists are chunked: SQLite allows 32,766 bound parameters, PostgreSQL 65,535.
+CHUNK = 5_000
+
+
+@dataclasses.dataclass
+class BatchCounts:
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    removed: int = 0
+
+    def add(self, other: BatchCounts) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+@dataclasses.dataclass
+class StoredBatch:
+    counts: BatchCounts
+    changed_record_ids: list[int]  # new or updated (including cancelled and deleted)
+    previous_company_ids: set[int]  # companies the changed records were linked to before
+
+
+class NeedClassifier:
+    """Maps a delivered need onto the taxonomy; the default leaves every need unclassified."""
+
+    def classify(self, need, source_kind: str, source_name: str) -> tuple[str | None, str]:
+        return None, "none"
+
+
+def store_batch(
+    session: Session,
+    source_id: int,
+    source_kind: str,
+    source_name: str,
+    batch: Batch,
+    classifier: NeedClassifier,
+) -> StoredBatch:
+    counts = BatchCounts(fetched=batch.fetched or len(batch.records) + len(batch.rejected))
+    records, late_rejects = _checked(batch.records)
+    rejected = list(batch.rejected) + late_rejects
+    now = utcnow()
+    latest = {r.source_id: r for r in records}  # a later row for the same id wins
+    rows = [_row(source_id, r, now) for r in latest.values()]
+    existing = _existing(session, source_id, [row["external_id"] for row in rows])
+    fresh, changed, same = [], [], []
+    for row in rows:
+        known = existing.get(row["external_id"])
+        if known is None:
+            if row["status"] != "deleted":  # a deletion of something never seen: nothing to do
+                fresh.append(row)
+        elif known[1] == row["content_hash"]:
+            same.append(known[0])
+        else:
+            row["id"] = known[0]
+            changed.append(row)
+    previous = {existing[r["external_id"]][2] for r in changed} - {None}
+    new_ids = _insert_records(session, fresh)
+    _update_records(session, changed)
+    _touch(session, same, now)
+    changed_ids = new_ids + [r["id"] for r in changed]
+    needs_for = {r["external_id"]: latest[r["external_id"]].needs for r in fresh + changed}
+    ids_by_external = dict(zip([r["external_id"] for r in fresh], new_ids, strict=True))
+    ids_by_external.update({r["external_id"]: r["id"] for r in changed})
+    _replace_needs(session, ids_by_external, needs_for, classifier, source_kind, source_name)
+    _resolve_quarantine(session, source_id, [r["external_id"] for r in rows], now)
+    counts.quarantined = _quarantine(session, source_id, rejected, now)
+    counts.new = len(fresh)
+    counts.updated = sum(1 for r in changed if r["status"] not in ("cancelled", "deleted"))
+    counts.removed = len(changed) - counts.updated
+    counts.unchanged = len(same)
+    return StoredBatch(counts, changed_ids, previous)
+
+
+def _checked(records: Sequence[SourceRecordData]) -> tuple[list[SourceRecordData], list[Rejected]]:
+    """The connector edge: every record is validated again before it may be stored."""
+    good, bad = [], []
+    for record in records:
+        problem = record_problems(record)
+        if problem:
+            bad.append(Rejected(raw=record.raw or {}, reason=problem, source_id=record.source_id))
+        else:
+            good.append(record)
+    return good, bad
+
+
+def content_hash(record: SourceRecordData) -> str:
+    data = dataclasses.asdict(record)
+    for volatile in ("raw", "modified_at"):
+        data.pop(volatile)
+    encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any]:
+    company, consultant = r.company, r.consultant
+    return {
+        "source_id": source_id,
+        "external_id": r.source_id,
+        "content_hash": content_hash(r),
+        "status": r.status,
+        "approach_date": r.approach_date,
+        "channel": r.channel,
+        "purpose": redact_cpr(r.purpose),
+        "cvr_raw": company.cvr,
+        "cvr": valid_cvr(company.cvr),
+        "p_number": clean_p_number(company.p_number),
+        "company_name": company.name,
+        "address": company.address,
+        "postcode": company.postcode,
+        "city": company.city,
+        "consultant_name": consultant.name if consultant else None,
+        "consultant_email": consultant.email if consultant else None,
+        "joint_with": list(r.joint_with),
+        "notes": redact_cpr(r.notes),
+        "payload": redact_mapping(_payload(r)),
+        "modified_at": r.modified_at,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+
+
+def _payload(r: SourceRecordData) -> dict[str, Any]:
+    """What we keep as delivered: the native raw item plus the canonical contact person (which
+    has no column of its own: contact persons are de-duplicated into their own table)."""
+    person = dataclasses.asdict(r.contact_person) if r.contact_person else None
+    return {"raw": dict(r.raw), "contact_person": person}
+
+
+def _existing(
+    session: Session, source_id: int, external_ids: list[str]
+) -> dict[str, tuple[int, str, int | None]]:
+    found: dict[str, tuple[int, str, int | None]] = {}
+    table = SourceRecord.__table__
+    for chunk in _chunks(external_ids):
+        query = select(table.c.external_id, table.c.id, table.c.content_hash, table.c.company_id)
+        query = query.where(table.c.source_id == source_id, table.c.external_id.in_(chunk))
+        for external_id, rid, digest, company_id in session.execute(query):
+            found[external_id] = (rid, digest, company_id)
+    return found
+
+
+def _insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    table = SourceRecord.__table__
+    result = session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    )
+    return [row[0] for row in result]
+
+
+_UPDATABLE = [
+    "content_hash",
+    "status",
+    "approach_date",
+    "channel",
+    "purpose",
+    "cvr_raw",
+    "cvr",
+    "p_number",
+    "company_name",
+    "address",
+    "postcode",
+    "city",
+    "consultant_name",
+    "consultant_email",
+    "joint_with",
+    "notes",
+    "payload",
+    "modified_at",
+    "last_seen_at",
+]
+
+
+def _update_records(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table = SourceRecord.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in _UPDATABLE})
+    )
+    params = [{f"b_{k}": row[k] for k in ("id", *_UPDATABLE)} for row in rows]
+    session.connection().execute(statement, params)
+
+
+def _touch(session: Session, ids: list[int], now: dt.datetime) -> None:
+    table = SourceRecord.__table__
+    for chunk in _chunks(ids):
+        session.execute(update(table).where(table.c.id.in_(chunk)).values(last_seen_at=now))
+
+
+def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) -> None:
+    table = Need.__table__
+    ids = list(ids_by_external.values())
+    for chunk in _chunks(ids):
+        session.execute(delete(table).where(table.c.source_record_id.in_(chunk)))
+    rows = []
+    for external_id, needs in needs_for.items():
+        for need in needs:
+            code, method = classifier.classify(need, kind, name)
+            rows.append(
+                {
+                    "source_record_id": ids_by_external[external_id],
+                    "type": need.type,
+                    "code": need.code,
+                    "label": need.label,
+                    "taxonomy_code": code,
+                    "mapping_method": method,
+                }
+            )
+    if rows:
+        session.execute(insert(table), rows)
+
+
+def _resolve_quarantine(session, source_id: int, keys: list[str], now: dt.datetime) -> None:
+    """A record that a later delivery corrects leaves quarantine."""
+    table = QuarantinedRecord.__table__
+    for chunk in _chunks(keys):
+        session.execute(
+            update(table)
+            .where(
+                table.c.source_id == source_id,
+                table.c.record_key.in_(chunk),
+                table.c.resolved_at.is_(None),
+            )
+            .values(resolved_at=now)
+        )
+
+
+def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.datetime) -> int:
+    table = QuarantinedRecord.__table__
+    by_key: dict[str, dict[str, Any]] = {}
+    for item in rejected:
+        payload = redact_mapping(_jsonable(item.raw))
+        key = (
+            item.source_id
+            or "sha256:"
+            + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        )
+        by_key[key[:200]] = {
+            "source_id": source_id,
+            "record_key": key[:200],
+            "external_id": item.source_id,
+            "reason": item.reason,
+            "payload": payload,
+            "first_seen_at": now,
+            "last_seen_at": now,
+            "resolved_at": None,
+        }
+    if not by_key:
+        return 0
+    known = set()
+    for chunk in _chunks(list(by_key)):
+        query = select(table.c.record_key).where(
+            table.c.source_id == source_id, table.c.record_key.in_(chunk)
+        )
+        known.update(session.execute(query).scalars())
+    fresh = [row for key, row in by_key.items() if key not in known]
+    if fresh:
+        session.execute(insert(table), fresh)
+    seen = [
+        {"b_key": key, "b_reason": row["reason"], "b_payload": row["payload"], "b_now": now}
+        for key, row in by_key.items()
+        if key in known
+    ]
+    if seen:
+        statement = (
+            update(table)
+            .where(table.c.source_id == source_id, table.c.record_key == bindparam("b_key"))
+            .values(
+                reason=bindparam("b_reason"),
+                payload=bindparam("b_payload"),
+                last_seen_at=bindparam("b_now"),
+                resolved_at=None,
+            )
+        )
+        session.connection().execute(statement, seen)
+    return len(by_key)
+
+
+def _jsonable(raw: Any) -> Any:
+    """Raw content as JSON can hold it (bytes and odd types become text)."""
+    return json.loads(json.dumps(raw, default=str, ensure_ascii=False))
+
+
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

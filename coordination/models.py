@@ -1,0 +1,320 @@
+"""Database tables (SQLModel). The schema serves the whole product; see README "Data model".
+
+Source records are stored as delivered (CPR-redacted) and never rewritten by later processing:
+company links, approaches and flags are separate tables that point at them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- organisations and sources ----------------------------------------------------------------
+
+
+class Organisation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=300)
+    name_key: str = Field(index=True, max_length=300)  # normalised, for joint-with matching
+    type: str = Field(max_length=20)  # vaeksthus | jobcenter | veu
+    municipality_code: str | None = Field(default=None, max_length=3)
+
+
+class Source(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    kind: str = Field(max_length=50)
+    organisation_id: int = Field(foreign_key="organisation.id")
+    state: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))  # the cursor
+    last_success_at: dt.datetime | None = None
+    last_status: str | None = Field(default=None, max_length=20)  # succeeded | failed
+
+
+class SourceRecord(SQLModel, table=True):
+    """One record as a source delivered it, with canonical fields extracted for querying."""
+
+    __table_args__ = (
+        UniqueConstraint("source_id", "external_id"),
+        Index("ix_sourcerecord_company_date", "company_id", "approach_date"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="source.id")
+    external_id: str = Field(max_length=200)  # the source system's id
+    content_hash: str = Field(max_length=64)
+    status: str = Field(max_length=20)  # completed | planned | cancelled | deleted
+    approach_date: dt.date
+    channel: str | None = Field(default=None, max_length=20)
+    purpose: str | None = None
+    cvr_raw: str | None = Field(default=None, max_length=40)
+    cvr: str | None = Field(default=None, max_length=8, index=True)  # only when valid
+    p_number: str | None = Field(default=None, max_length=10)
+    company_name: str | None = Field(default=None, max_length=500)
+    address: str | None = Field(default=None, max_length=500)
+    postcode: str | None = Field(default=None, max_length=20)
+    city: str | None = Field(default=None, max_length=200)
+    consultant_name: str | None = Field(default=None, max_length=300)
+    consultant_email: str | None = Field(default=None, max_length=300)
+    joint_with: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    notes: str | None = None  # CPR-redacted; shown only to the writing organisation
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # redacted raw
+    modified_at: dt.datetime | None = None
+    first_seen_at: dt.datetime = Field(default_factory=utcnow)
+    last_seen_at: dt.datetime = Field(default_factory=utcnow)
+    # Denormalised from CompanyLink for fast per-company queries; CompanyLink is the truth.
+    company_id: int | None = Field(default=None, foreign_key="company.id")
+
+
+class QuarantinedRecord(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("source_id", "record_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="source.id")
+    record_key: str = Field(max_length=200)  # source id, or a content hash when it has none
+    external_id: str | None = Field(default=None, max_length=200)
+    reason: str
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    first_seen_at: dt.datetime = Field(default_factory=utcnow)
+    last_seen_at: dt.datetime = Field(default_factory=utcnow)
+    resolved_at: dt.datetime | None = None  # a later delivery corrected it
+
+
+# --- companies --------------------------------------------------------------------------------
+
+
+class Company(SQLModel, table=True):
+    __table_args__ = (Index("ix_company_namekey_postcode", "name_key", "postcode"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cvr: str | None = Field(default=None, unique=True, max_length=8)
+    name: str = Field(max_length=500)
+    name_key: str = Field(max_length=500)
+    address: str | None = Field(default=None, max_length=500)
+    postcode: str | None = Field(default=None, max_length=20, index=True)
+    city: str | None = Field(default=None, max_length=200)
+    municipality_code: str | None = Field(default=None, max_length=3, index=True)
+    industry_section: str | None = Field(default=None, max_length=1)
+    size_band: str | None = Field(default=None, max_length=20)
+    merged_into_id: int | None = Field(default=None, foreign_key="company.id")
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+    @property
+    def resolved(self) -> bool:
+        return self.cvr is not None
+
+
+class ProductionUnit(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    p_number: str = Field(unique=True, max_length=10)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    address: str | None = Field(default=None, max_length=500)
+    postcode: str | None = Field(default=None, max_length=20)
+    city: str | None = Field(default=None, max_length=200)
+
+
+class CompanyLink(SQLModel, table=True):
+    """Which company a source record belongs to, by which rule, with what score."""
+
+    source_record_id: int = Field(foreign_key="sourcerecord.id", primary_key=True)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    rule: str = Field(max_length=20)  # cvr | new_cvr | p_number | name_postcode | fuzzy | ...
+    score: float = 100.0
+    reason: str | None = None
+    decided_by: str | None = Field(default=None, max_length=300)  # a person, for manual links
+    linked_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class MatchProposal(SQLModel, table=True):
+    """A fuzzy match below certainty, waiting for a coordinator's decision."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id", index=True)  # the unresolved company
+    candidate_company_id: int = Field(foreign_key="company.id")
+    score: float
+    reason: str
+    status: str = Field(default="proposed", max_length=20)  # proposed | accepted | rejected
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class IdentityDecision(SQLModel, table=True):
+    """A person's decision on identity (accept, reject, merge, undo); survives every sync."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=20)
+    company_id: int = Field(foreign_key="company.id")
+    other_company_id: int | None = Field(default=None, foreign_key="company.id")
+    record_key: str | None = Field(default=None, max_length=600)
+    decided_by: str = Field(max_length=300)
+    organisation: str | None = Field(default=None, max_length=300)
+    reason: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    decided_at: dt.datetime = Field(default_factory=utcnow)
+    undone_by_id: int | None = Field(default=None, foreign_key="identitydecision.id")
+
+
+class ContactPerson(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("company_id", "person_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    person_key: str = Field(max_length=300)  # normalised e-mail, else phone, else name
+    name: str | None = Field(default=None, max_length=300)
+    email: str | None = Field(default=None, max_length=300)
+    phone: str | None = Field(default=None, max_length=60)
+    last_seen_on: dt.date | None = None
+    anonymised_at: dt.datetime | None = None
+
+
+# --- approaches, needs, checks, flags ---------------------------------------------------------
+
+
+class Approach(SQLModel, table=True):
+    __table_args__ = (Index("ix_approach_company_date", "company_id", "date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The smallest source record id of the group: keeps an approach's id stable across rebuilds.
+    group_key: int = Field(unique=True)
+    company_id: int = Field(foreign_key="company.id")
+    date: dt.date = Field(index=True)
+    channel: str | None = Field(default=None, max_length=20)
+    purpose: str | None = None
+    planned: bool = False
+    joint: bool = False
+    coordinated: bool = True
+    organisations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    consultants: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class ApproachRecord(SQLModel, table=True):
+    source_record_id: int = Field(foreign_key="sourcerecord.id", primary_key=True)
+    approach_id: int = Field(foreign_key="approach.id", index=True)
+
+
+class ApproachOrganisation(SQLModel, table=True):
+    approach_id: int = Field(foreign_key="approach.id", primary_key=True)
+    organisation_id: int = Field(foreign_key="organisation.id", primary_key=True, index=True)
+
+
+class Need(SQLModel, table=True):
+    """A need as a record delivered it, with its place in the shared taxonomy (None while
+    unclassified)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_record_id: int = Field(foreign_key="sourcerecord.id", index=True)
+    type: str = Field(max_length=20)
+    code: str | None = Field(default=None, max_length=100)
+    label: str = Field(max_length=500)
+    taxonomy_code: str | None = Field(default=None, max_length=100, index=True)
+    mapping_method: str | None = Field(default=None, max_length=20)
+
+
+class PlannedVisit(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    organisation_id: int = Field(foreign_key="organisation.id")
+    date: dt.date
+    purpose: str | None = None
+    created_by: str | None = Field(default=None, max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class PriorContactCheck(SQLModel, table=True):
+    __table_args__ = (Index("ix_check_company_at", "company_id", "checked_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id")
+    organisation_id: int = Field(foreign_key="organisation.id")
+    consultant: str | None = Field(default=None, max_length=300)
+    checked_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Flag(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id", index=True)
+    raised_on: dt.date
+    status: str = Field(default="open", max_length=20, index=True)
+    organisations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    approach_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    resolved_on: dt.date | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class FlagEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    flag_id: int = Field(foreign_key="flag.id", index=True)
+    action: str = Field(max_length=20)  # raised | updated | acknowledge | resolve
+    comment: str | None = None
+    actor: str | None = Field(default=None, max_length=300)
+    organisation: str | None = Field(default=None, max_length=300)
+    at: dt.datetime = Field(default_factory=utcnow)
+
+
+# --- sync runs, jobs, access ------------------------------------------------------------------
+
+
+class SyncRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    trigger: str = Field(max_length=20)  # cli | api | scheduler | demo
+    status: str = Field(default="running", max_length=20)  # running | succeeded | failed
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+
+
+class SyncRunSource(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("sync_run_id", "source_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sync_run_id: int = Field(foreign_key="syncrun.id", index=True)
+    source_id: int = Field(foreign_key="source.id")
+    status: str = Field(default="running", max_length=20)  # running | succeeded | failed
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    removed: int = 0  # cancelled or deleted
+    error: str | None = None
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+
+
+class JobClaim(SQLModel, table=True):
+    """One scheduled occurrence of a job, claimed by one process; doubles as job history."""
+
+    job_id: str = Field(primary_key=True, max_length=100)
+    fire_time: dt.datetime = Field(primary_key=True)
+    claimed_by: str = Field(max_length=200)
+    claimed_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    status: str = Field(default="running", max_length=20)
+    error: str | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    organisation: str = Field(max_length=300)
+    role: str = Field(max_length=20)
+    label: str | None = Field(default=None, max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    expires_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, index=True)
+    actor: str | None = Field(default=None, max_length=300)
+    organisation: str | None = Field(default=None, max_length=300)
+    role: str | None = Field(default=None, max_length=20)
+    action: str = Field(max_length=50)
+    target: str | None = Field(default=None, max_length=300)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

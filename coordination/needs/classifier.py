@@ -1,0 +1,17 @@
+"""The need classifier the sync engine uses: the shipped taxonomy and per-source tables."""
+
+from __future__ import annotations
+
+from connectors.base import NeedRef
+from coordination.ingest import NeedClassifier
+from coordination.needs.codelists import load_codelists
+from coordination.needs.mapping import NeedMapper, load_source_tables
+
+
+class TaxonomyClassifier(NeedClassifier):
+    def __init__(self, mapper: NeedMapper | None = None) -> None:
+        self.mapper = mapper or NeedMapper(load_codelists(), load_source_tables())
+
+    def classify(self, need: NeedRef, source_kind: str, source_name: str):
+        result = self.mapper.classify(need, source_kind=source_kind, source_name=source_name)
+        return result.taxonomy_code, result.method

@@ -1,0 +1,205 @@
+"""The sync engine: runs connectors, stores their batches, and drives the pipeline stages.
+
+Per batch, in ONE transaction: the records, their quarantine, the identity links, the rebuilt
+approaches and the connector's new cursor. A crash at any point therefore loses nothing and
+duplicates nothing: the next run re-reads from the last committed cursor, and re-read records are
+recognised by their content hash. One failing source does not stop the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from connectors.base import Connector, ConnectorError
+from coordination.approach_building import rebuild_approaches
+from coordination.config import Config, SourceConfig
+from coordination.db import session_scope
+from coordination.flagging import evaluate_companies
+from coordination.identity.normalise import normalise_organisation_name
+from coordination.ingest import BatchCounts, NeedClassifier, store_batch
+from coordination.linking import IdentityStage
+from coordination.models import Organisation, Source, SyncRun, SyncRunSource, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SourceOutcome:
+    name: str
+    status: str  # succeeded | failed | stopped
+    counts: BatchCounts
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class SyncResult:
+    run_id: int
+    outcomes: list[SourceOutcome]
+    flags_raised: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status == "succeeded" for o in self.outcomes)
+
+
+# progress(source_name, counts_so_far) is called after every stored batch
+Progress = Callable[[str, BatchCounts], None]
+
+
+def register_sources(session: Session, config: Config) -> dict[str, int]:
+    """Make sure every configured source and its organisation exist; return source ids."""
+    ids: dict[str, int] = {}
+    for sc in config.sources:
+        organisation = session.execute(
+            select(Organisation).where(Organisation.name == sc.organisation)
+        ).scalar_one_or_none()
+        if organisation is None:
+            organisation = Organisation(
+                name=sc.organisation,
+                name_key=normalise_organisation_name(sc.organisation),
+                type=sc.organisation_type,
+                municipality_code=sc.municipality_code,
+            )
+            session.add(organisation)
+            session.flush()
+        else:
+            organisation.type = sc.organisation_type
+            organisation.municipality_code = sc.municipality_code
+        source = session.execute(select(Source).where(Source.name == sc.name)).scalar_one_or_none()
+        if source is None:
+            source = Source(name=sc.name, kind=sc.kind, organisation_id=organisation.id)
+            session.add(source)
+            session.flush()
+        else:
+            source.kind = sc.kind
+            source.organisation_id = organisation.id
+        ids[sc.name] = source.id
+    return ids
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        registry: Mapping[str, type[Connector]],
+        classifier: NeedClassifier | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.registry = registry
+        self.classifier = classifier or NeedClassifier()
+        self.stop = stop or threading.Event()
+
+    def run(
+        self,
+        source_names: Sequence[str] | None = None,
+        trigger: str = "cli",
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        chosen = [self.config.source(n) for n in source_names] if source_names else None
+        sources = chosen or list(self.config.sources)
+        with session_scope(self.engine) as session:
+            source_ids = register_sources(session, self.config)
+            run = SyncRun(trigger=trigger)
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        with Session(self.engine) as session:
+            stage = IdentityStage(session)
+        outcomes, touched = [], set()
+        for sc in sources:
+            if self.stop.is_set():
+                break
+            outcome = self._sync_source(run_id, sc, source_ids[sc.name], stage, touched, progress)
+            outcomes.append(outcome)
+        with session_scope(self.engine) as session:
+            raised = evaluate_companies(session, touched, self.config.rules)
+            run = session.get(SyncRun, run_id)
+            run.status = "succeeded" if all(o.status == "succeeded" for o in outcomes) else "failed"
+            run.finished_at = utcnow()
+        return SyncResult(run_id, outcomes, raised)
+
+    def _sync_source(
+        self,
+        run_id: int,
+        sc: SourceConfig,
+        source_id: int,
+        stage: IdentityStage,
+        touched: set[int],
+        progress: Progress | None,
+    ) -> SourceOutcome:
+        started = time.monotonic()
+        counts = BatchCounts()
+        with session_scope(self.engine) as session:
+            entry = SyncRunSource(sync_run_id=run_id, source_id=source_id)
+            session.add(entry)
+            session.flush()
+            entry_id = entry.id
+            state = session.get(Source, source_id).state
+        status, error = "succeeded", None
+        try:
+            connector = sc.build_connector(self.registry)
+            for batch in connector.read(state):
+                touched |= self._store(sc, source_id, batch, stage, counts)
+                if progress:
+                    progress(sc.name, counts)
+                if self.stop.is_set():
+                    status, error = "stopped", "stopped on request before the source was done"
+                    break
+        except ConnectorError as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug or a database error: record it, go on with the others
+            log.exception("source %s failed", sc.name)
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+        self._finish(entry_id, source_id, status, error, counts)
+        log.info(
+            "source=%s status=%s fetched=%d new=%d updated=%d unchanged=%d quarantined=%d%s",
+            sc.name,
+            status,
+            counts.fetched,
+            counts.new,
+            counts.updated,
+            counts.unchanged,
+            counts.quarantined,
+            f" error={error!r}" if error else "",
+        )
+        return SourceOutcome(sc.name, status, counts, error, time.monotonic() - started)
+
+    def _store(self, sc, source_id, batch, stage: IdentityStage, counts: BatchCounts) -> set[int]:
+        # The index mirrors committed companies only; rebuild it if this transaction fails.
+        try:
+            with session_scope(self.engine) as session:
+                stored = store_batch(session, source_id, sc.kind, sc.name, batch, self.classifier)
+                affected = stage.link(session, stored.changed_record_ids)
+                affected |= stored.previous_company_ids
+                rebuild_approaches(session, affected, self.config.rules.joint_date_tolerance_days)
+                session.get(Source, source_id).state = batch.state
+        except BaseException:
+            with Session(self.engine) as session:
+                stage.__init__(session)
+            raise
+        counts.add(stored.counts)
+        return affected
+
+    def _finish(self, entry_id, source_id, status, error, counts: BatchCounts) -> None:
+        with session_scope(self.engine) as session:
+            entry = session.get(SyncRunSource, entry_id)
+            entry.status = status
+            entry.error = error
+            entry.finished_at = utcnow()
+            for field in dataclasses.fields(counts):
+                setattr(entry, field.name, getattr(counts, field.name))
+            source = session.get(Source, source_id)
+            source.last_status = status
+            if status == "succeeded":
+                source.last_success_at = utcnow()

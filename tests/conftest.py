@@ -1,0 +1,55 @@
+"""Shared fixtures: a real database per test (SQLite by default; PostgreSQL when
+``COORDINATION_TEST_DATABASE_URL`` is set, as ``.ci/run`` does on its second pass)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+from coordination.db import make_engine, upgrade
+
+POSTGRES_URL = os.environ.get("COORDINATION_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def _migrated_url(tmp_path_factory):
+    if POSTGRES_URL:
+        upgrade(POSTGRES_URL)
+        return POSTGRES_URL
+    template = tmp_path_factory.mktemp("template") / "template.db"
+    url = f"sqlite:///{template}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db_url(_migrated_url, tmp_path):
+    """A migrated, empty database for one test."""
+    if POSTGRES_URL:
+        _truncate_all(POSTGRES_URL)
+        return POSTGRES_URL
+    target = tmp_path / "coordination.db"
+    shutil.copyfile(make_url(_migrated_url).database, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    import coordination.models  # noqa: F401
+
+    engine = make_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
