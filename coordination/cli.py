@@ -77,6 +77,18 @@ def demo() -> None:
     run_demo()
 
 
+# Feature command groups live beside their features; each module exposes ``commands``.
+FEATURE_COMMANDS = ("coordination.tokens_cli", "coordination.identity_cli", "coordination.jobs_cli")
+
+
+def _register_feature_commands() -> None:
+    import importlib
+
+    for name in FEATURE_COMMANDS:
+        for command in importlib.import_module(name).commands:
+            main.add_command(command)
+
+
 def _tty() -> bool:
     return sys.stdout.isatty()
 
@@ -98,3 +110,6 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+_register_feature_commands()

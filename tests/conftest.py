@@ -53,3 +53,49 @@ def _truncate_all(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture
+def service_config(db_url):
+    """A configuration with no sources on the test database (tests add what they need)."""
+    from coordination.config import Config, Rules, Schedule
+
+    return Config(database_url=db_url, rules=Rules(), schedule=Schedule(), sources=())
+
+
+@pytest.fixture
+def app(service_config, db_url):
+    from coordination import create_app
+
+    app = create_app({"TESTING": True, "COORDINATION": service_config, "AUTH_MAX_FAILURES": 10_000})
+    yield app
+    app.extensions["coordination"]["engine"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_token(engine):
+    """``make_token(role, organisation="Jobcenter Aarhus", **kw) -> plain token``."""
+    from coordination.db import session_scope
+    from coordination.tokens import create_token
+
+    def make(role: str, organisation: str = "Jobcenter Aarhus", **kwargs) -> str:
+        with session_scope(engine) as session:
+            _, plain = create_token(session, organisation, role, **kwargs)
+        return plain
+
+    return make
+
+
+@pytest.fixture
+def auth(make_token):
+    """``auth(role, organisation=...) -> headers`` for the test client."""
+
+    def headers(role: str, organisation: str = "Jobcenter Aarhus") -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(role, organisation)}"}
+
+    return headers

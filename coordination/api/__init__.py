@@ -1,28 +1,49 @@
-"""The REST API under /api/v1, described by OpenAPI at /api/v1/openapi.json."""
+"""The REST API under /api/v1, described by OpenAPI at /api/v1/openapi.json (browsable at
+/api/v1/docs). Errors are JSON ``{"code", "status", "message", "errors"}``."""
 
 from __future__ import annotations
+
+import importlib
+import logging
 
 from flask import Flask, current_app, jsonify
 from flask_smorest import Api
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+log = logging.getLogger(__name__)
+
+# Feature blueprints, each a module of this package exposing ``blp``.
+BLUEPRINTS = ("companies", "approaches", "flags", "reports", "identity", "sync_runs", "admin")
 
 
-def init_api(app: Flask) -> None:
+def init_api(app: Flask) -> Api:
     app.config.setdefault("API_TITLE", "Competence-needs coordination service")
     app.config.setdefault("API_VERSION", "v1")
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")
     app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v1")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
-    app.config.setdefault("OPENAPI_SWAGGER_UI_PATH", None)
     app.config.setdefault("OPENAPI_REDOC_PATH", "docs")
     app.config.setdefault("OPENAPI_REDOC_URL", "/static/vendor/redoc.standalone.js")
+    app.config.setdefault(
+        "API_SPEC_OPTIONS",
+        {
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+            "info": {"description": "See README.md and the specification's service.md."},
+        },
+    )
     api = Api(app)
-    from coordination.api import sync_runs
-
-    api.register_blueprint(sync_runs.blp)
+    for name in BLUEPRINTS:
+        module = importlib.import_module(f"coordination.api.{name}")
+        api.register_blueprint(module.blp)
     app.add_url_rule("/healthz", "healthz", healthz)
-    app.register_error_handler(HTTPException, _json_error)
+    # Registered after Api(app) so these replace flask-smorest's handler: the spec wants an
+    # "errors" object in every error body and the Allow header kept on 405 answers.
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(MethodNotAllowed, _method_not_allowed)
+    app.register_error_handler(Exception, _unexpected)
+    return api
 
 
 def healthz():
@@ -35,15 +56,33 @@ def healthz():
     return jsonify(status="ok", database="reachable")
 
 
-def _json_error(exc: HTTPException):
-    body = {
-        "code": exc.code,
-        "status": exc.name,
-        "message": exc.description or exc.name,
-        "errors": getattr(exc, "data", {}).get("messages", {}) if hasattr(exc, "data") else {},
-    }
-    response = jsonify(body)
+def error_body(code: int, status: str, message: str, errors: dict | None = None) -> dict:
+    return {"code": code, "status": status, "message": message, "errors": errors or {}}
+
+
+def _http_error(exc: HTTPException):
+    data = getattr(exc, "data", None) or {}
+    errors = data.get("messages") or data.get("errors") or {}
+    message = data.get("message") or exc.description or exc.name
+    response = jsonify(error_body(exc.code or 500, exc.name, message, errors))
     response.status_code = exc.code or 500
-    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    for name, value in (data.get("headers") or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _method_not_allowed(exc: MethodNotAllowed):
+    response = jsonify(error_body(405, exc.name, exc.description))
+    response.status_code = 405
+    response.headers["Allow"] = ", ".join(exc.valid_methods or ())
+    return response
+
+
+def _unexpected(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unhandled error")  # the client gets no stack trace, the log does
+    server_error = InternalServerError()
+    response = jsonify(error_body(500, server_error.name, "an internal error was logged"))
+    response.status_code = 500
     return response

@@ -9,6 +9,8 @@ from marshmallow import Schema, fields
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from coordination.api.auth import requires
+from coordination.api.common import PageArgs, page_schema
 from coordination.models import Source, SyncRun, SyncRunSource
 
 blp = Blueprint("sync-runs", __name__, url_prefix="/api/v1/sync-runs", description="Sync runs")
@@ -37,22 +39,14 @@ class SyncRunSchema(Schema):
     sources = fields.List(fields.Nested(SourceCountsSchema))
 
 
-class PageArgs(Schema):
-    page = fields.Integer(load_default=1, validate=lambda v: v >= 1)
-    page_size = fields.Integer(load_default=100, validate=lambda v: 1 <= v <= 1000)
-
-
-class SyncRunPage(Schema):
-    items = fields.List(fields.Nested(SyncRunSchema))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+SyncRunPage = page_schema(SyncRunSchema, "SyncRunPage")
 
 
 @blp.route("")
 class SyncRuns(MethodView):
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, SyncRunPage)
+    @requires("admin")
     def get(self, args):
         """History of sync runs, newest first, with counts per source."""
         engine = current_app.extensions["coordination"]["engine"]

@@ -1,0 +1,81 @@
+"""What every API blueprint shares: the unit of work, the caller, pagination, auditing."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+from flask import current_app, g
+from marshmallow import Schema, fields, validate
+from sqlmodel import Session
+
+from coordination.db import session_scope
+from coordination.models import AuditEntry
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who is calling: from the API token (or the web session)."""
+
+    token_id: int | None
+    organisation: str
+    role: str
+    name: str | None = None  # the consultant, when the web login knows it
+
+    @property
+    def actor(self) -> str:
+        return self.name or f"token:{self.token_id}"
+
+
+def engine():
+    return current_app.extensions["coordination"]["engine"]
+
+
+def config():
+    return current_app.extensions["coordination"]["config"]
+
+
+@contextlib.contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One transaction per request: commit when the handler's work succeeded, else roll back."""
+    with session_scope(engine()) as session:
+        yield session
+
+
+def caller() -> Caller:
+    return g.caller
+
+
+def audit(session: Session, action: str, target: str | None = None, **details: Any) -> None:
+    """Record who did what; the audit log is append-only (no API alters it)."""
+    who: Caller | None = g.get("caller")
+    session.add(
+        AuditEntry(
+            actor=who.actor if who else None,
+            organisation=who.organisation if who else None,
+            role=who.role if who else None,
+            action=action,
+            target=target,
+            details=details,
+        )
+    )
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
+    """The spec's envelope: ``{"items": [...], "page": p, "page_size": s, "total": n}``."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "page": fields.Integer(required=True),
+            "page_size": fields.Integer(required=True),
+            "total": fields.Integer(required=True),
+        },
+        name=name,
+    )

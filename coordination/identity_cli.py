@@ -1,0 +1,3 @@
+"""CLI: identity review (filled in by its feature)."""
+
+commands: list = []

@@ -1,0 +1,3 @@
+"""CLI: the scheduler (filled in by its feature)."""
+
+commands: list = []
