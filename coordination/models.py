@@ -216,6 +216,22 @@ class Need(SQLModel, table=True):
     mapping_method: str | None = Field(default=None, max_length=20)
 
 
+class NeedMapping(SQLModel, table=True):
+    """A mapping a person added for needs that mapped nowhere; applies to stored needs at once
+    and to every later sync. ``source_name``/``source_kind`` empty means every source."""
+
+    __table_args__ = (UniqueConstraint("source_name", "code", "label_key", "need_type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_name: str = Field(default="", max_length=100)
+    code: str = Field(default="", max_length=100)  # the delivered code, or "" to match by label
+    label_key: str = Field(default="", max_length=500)  # normalised delivered label, or ""
+    need_type: str = Field(default="", max_length=20)
+    taxonomy_code: str = Field(max_length=100)
+    created_by: str | None = Field(default=None, max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
 class PlannedVisit(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     company_id: int = Field(foreign_key="company.id", index=True)
