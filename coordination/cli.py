@@ -78,7 +78,12 @@ def demo() -> None:
 
 
 # Feature command groups live beside their features; each module exposes ``commands``.
-FEATURE_COMMANDS = ("coordination.tokens_cli", "coordination.identity_cli", "coordination.jobs_cli")
+FEATURE_COMMANDS = (
+    "coordination.tokens_cli",
+    "coordination.identity_cli",
+    "coordination.jobs_cli",
+    "coordination.privacy_cli",
+)
 
 
 def _register_feature_commands() -> None:

@@ -51,6 +51,18 @@ class Schedule:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long personal data is kept (years after the approach / the audit entry)."""
+
+    approach_years: int = 5
+    audit_years: int = 5
+    sources: Mapping[str, int] = dataclasses.field(default_factory=dict)  # per-source override
+
+    def years_for(self, source_name: str) -> int:
+        return self.sources.get(source_name, self.approach_years)
+
+
+@dataclasses.dataclass(frozen=True)
 class SourceConfig:
     name: str
     kind: str
@@ -70,6 +82,7 @@ class Config:
     schedule: Schedule
     sources: tuple[SourceConfig, ...]
     path: Path | None = None
+    retention: Retention = dataclasses.field(default_factory=Retention)
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -109,7 +122,7 @@ def parse_config(
     registry: Mapping[str, type[Connector]],
     path: Path | None = None,
 ) -> Config:
-    unknown = set(raw) - {"database", "rules", "schedule", "sources"}
+    unknown = set(raw) - {"database", "rules", "schedule", "sources", "retention"}
     if unknown:
         raise ConfigError(sorted(unknown)[0], "unknown section")
     database = _table(raw, "database")
@@ -130,7 +143,22 @@ def parse_config(
         if source.name in seen:
             raise ConfigError(f"sources[{i}].name", f"duplicate source name {source.name!r}")
         seen.add(source.name)
-    return Config(url, rules, schedule, parsed, path)
+    retention = _parse_retention(_table(raw, "retention"), {s.name for s in parsed})
+    return Config(url, rules, schedule, parsed, path, retention)
+
+
+def _parse_retention(values: Mapping[str, Any], source_names: set[str]) -> Retention:
+    per_source = values.get("sources", {})
+    if not isinstance(per_source, Mapping):
+        raise ConfigError("retention.sources", "must be a table of source name = years")
+    for name, years in per_source.items():
+        if name not in source_names:
+            raise ConfigError(f"retention.sources.{name}", "no source with this name")
+        if type(years) is not int or years < 1:
+            raise ConfigError(f"retention.sources.{name}", "must be a whole number of years >= 1")
+    general = {k: v for k, v in values.items() if k != "sources"}
+    base = _dataclass_from(Retention, general, "retention", minimum=1)
+    return dataclasses.replace(base, sources=dict(per_source))
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib
 import logging
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from flask_smorest import Api
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from coordination.api.auth import authenticate
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,21 @@ def init_api(app: Flask) -> Api:
         module = importlib.import_module(f"coordination.api.{name}")
         api.register_blueprint(module.blp)
     app.add_url_rule("/healthz", "healthz", healthz)
+    app.before_request(_authenticate_api_calls)
     # Registered after Api(app) so these replace flask-smorest's handler: the spec wants an
     # "errors" object in every error body and the Allow header kept on 405 answers.
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(MethodNotAllowed, _method_not_allowed)
     app.register_error_handler(Exception, _unexpected)
     return api
+
+
+def _authenticate_api_calls() -> None:
+    """Every API endpoint needs a token; checking it before argument parsing means a caller
+    without one learns nothing else (401 comes before 422). Roles are checked per endpoint."""
+    endpoint = request.endpoint or ""
+    if request.path.startswith("/api/v1/") and endpoint and not endpoint.startswith("api-docs."):
+        authenticate()
 
 
 def healthz():
