@@ -32,6 +32,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["coordination"] = {"config": config, "engine": engine}
 
     from coordination.api import init_api
+    from coordination.web import init_web
 
     init_api(app)
+    init_web(app)
     return app
