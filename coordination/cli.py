@@ -25,6 +25,8 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not verbose:  # migrations narrate every step at INFO; operators need only problems
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.group()
@@ -70,11 +72,17 @@ def serve(host: str, port: int) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--folder", default="coordination-demo", show_default=True, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Stop after the sync (for scripts and tests).")
+def demo(folder: str, host: str, port: int, no_serve: bool) -> None:
     """Create a local demo database, sync realistic demo sources, and serve the pages."""
+    from pathlib import Path
+
     from coordination.demo.run import run_demo
 
-    run_demo()
+    run_demo(Path(folder), host=host, port=port, serve=not no_serve)
 
 
 # Feature command groups live beside their features; each module exposes ``commands``.
