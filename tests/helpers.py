@@ -95,5 +95,3 @@ def text_in_database(engine, needle: str) -> list[str]:
                         hits.append(f"{table.name}.{column.name}")
                         break
     return hits
-
-
