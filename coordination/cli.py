@@ -49,12 +49,12 @@ def db_upgrade(revision: str) -> None:
 @click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
 def sync(sources: tuple[str, ...]) -> None:
     """Run the connectors once. Exit 1 when any source failed (the others still ran)."""
-    from coordination.services import run_sync
+    from coordination.services import SyncAlreadyRunning, run_sync
 
     config = _load()
     try:
         result = run_sync(config, list(sources) or None, trigger="cli", interactive=_tty())
-    except ConfigError as exc:
+    except (ConfigError, SyncAlreadyRunning) as exc:
         raise click.ClickException(str(exc)) from exc
     _print_result(result)
     sys.exit(0 if result.ok else 1)

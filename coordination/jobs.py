@@ -1,0 +1,109 @@
+"""The scheduler's jobs, as data: each job has a stable id, the ``[schedule]`` setting that holds
+its cron expression, and the steps it runs in order.
+
+Ids are stable because they key the run history (``JobClaim``): renaming one makes the scheduler
+treat the renamed job as new. Steps run one after the other in the scheduler's process while it
+holds the sync lock. A step returns None when it went well or a short description of a problem
+that does not stop the job (e.g. one source failed); an exception stops the job. After each step
+the job stops if a stop was requested (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from coordination.config import Config
+from coordination.db import session_scope
+from coordination.flagging import all_company_ids, evaluate_companies
+from coordination.locks import SyncLock
+
+
+@dataclasses.dataclass(frozen=True)
+class JobContext:
+    """What a step may use: the configuration, the database, the stop request, the held lock."""
+
+    config: Config
+    engine: Engine
+    stop: threading.Event
+    lock: SyncLock
+
+
+StepFunction = Callable[[JobContext], str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    run: StepFunction
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: str
+    description: str
+    schedule_setting: str  # the [schedule] key with the job's cron expression
+    steps: tuple[Step, ...]
+
+    def cron(self, config: Config) -> str:
+        return getattr(config.schedule, self.schedule_setting)
+
+
+def sync_all_sources(context: JobContext) -> str | None:
+    """Sync every configured source (under the job's lock); name the sources that failed."""
+    from coordination.services import run_sync
+
+    result = run_sync(
+        context.config,
+        trigger="scheduler",
+        stop=context.stop,
+        engine=context.engine,
+        held_lock=context.lock,
+    )
+    failed = [o.name for o in result.outcomes if o.status == "failed"]
+    return f"sync run {result.run_id}: sources failed: {', '.join(failed)}" if failed else None
+
+
+def reevaluate_all_flags(context: JobContext) -> str | None:
+    """Apply the coordination rules to every company again: planned approaches start to count
+    on their date, and old approaches leave the window, without any new records arriving."""
+    with session_scope(context.engine) as session:
+        evaluate_companies(session, all_company_ids(session), context.config.rules)
+    return None
+
+
+def apply_retention_policy(context: JobContext) -> str | None:
+    """Anonymise personal data past its retention period and drop old audit entries."""
+    from coordination.privacy import apply_retention
+
+    with session_scope(context.engine) as session:
+        apply_retention(session, context.config)
+    return None
+
+
+# Steps that follow the nightly sync and flag re-evaluation, in order: add later nightly work
+# here as Step(<name>, <function(JobContext) -> problem or None>).
+NIGHTLY_FOLLOW_UP_STEPS: tuple[Step, ...] = (Step("retention", apply_retention_policy),)
+
+NIGHTLY_SYNC = Job(
+    id="nightly-sync",
+    description="sync all sources, re-evaluate all flags, apply the retention policy",
+    schedule_setting="sync_cron",
+    steps=(
+        Step("sync", sync_all_sources),
+        Step("flags", reevaluate_all_flags),
+        *NIGHTLY_FOLLOW_UP_STEPS,
+    ),
+)
+
+JOBS: tuple[Job, ...] = (NIGHTLY_SYNC,)
+
+
+def job_by_id(job_id: str) -> Job:
+    for job in JOBS:
+        if job.id == job_id:
+            return job
+    raise KeyError(job_id)
