@@ -1,15 +1,33 @@
 """The identity stage of the sync pipeline: link changed source records to companies.
 
 Records are linked, never rewritten: a ``CompanyLink`` row says which company, by which rule,
-with what score. Links a person decided (``decided_by`` set) are never touched by a sync.
+with what score. What a coordinator decided (``coordination/identity_review.py``) survives every
+sync:
+
+- a link a person made (``decided_by`` set: a merge or a split) is never re-resolved; the record
+  stays where the person put it;
+- a merged company (``merged_into_id`` set) never receives a new link: it stays in the index
+  under its own name, so records spelled like it are still recognised, but the link goes to the
+  company it was merged into (unless that would put two different valid CVRs together, or a
+  coordinator rejected that pair, in which case the merged company is passed over);
+- a record that is updated but now matches no company stays with the company it is linked to
+  (rule ``kept``), so a merge that changed a company's display name does not push its records
+  out;
+- a rejected pair (``record_key`` of a record, company) is never linked nor proposed. Rejections
+  come from decisions that are not undone: ``reject`` and ``split`` decisions (``record_key`` and
+  ``details["record_keys"]`` against ``other_company_id``) and any decision's
+  ``details["rejected_pairs"]`` (written by an undo). A later merge of the same spelling into the
+  same company overrides an older rejection: the newest decision wins.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
@@ -21,15 +39,19 @@ from coordination.identity.normalise import (
     normalise_email,
     normalise_phone,
     normalise_postcode,
+    valid_cvr,
 )
-from coordination.identity.resolver import CompanyIndex, KnownCompany
+from coordination.identity.resolver import CompanyIndex, KnownCompany, Resolution, record_key
 from coordination.identity.survivorship import CompanyFacts, choose_display
 from coordination.models import (
     Company,
     CompanyLink,
     ContactPerson,
+    Flag,
     IdentityDecision,
     MatchProposal,
+    PlannedVisit,
+    PriorContactCheck,
     ProductionUnit,
     SourceRecord,
 )
@@ -38,39 +60,79 @@ from coordination.needs.codelists import load_codelists
 _RECORD = SourceRecord.__table__
 _COMPANY = Company.__table__
 _LINK = CompanyLink.__table__
+_UNIT = ProductionUnit.__table__
+_CHECK = PriorContactCheck.__table__
+_PLANNED = PlannedVisit.__table__
+_FLAG = Flag.__table__
+_PERSON = ContactPerson.__table__
+
+# Decisions whose ``record_key`` (and ``details["record_keys"]``) reject ``other_company_id``.
+REJECTING_ACTIONS = ("reject", "split")
+# Decisions that put the records of ``company_id`` (spelled as ``details["record_keys"]``) into
+# ``other_company_id``.
+MERGING_ACTIONS = ("merge", "accept")
+
+
+def company_ref_of(row) -> CompanyRef:
+    """The company block of a stored source record (a row with the ``SourceRecord`` columns
+    ``company_name``, ``cvr_raw``, ``p_number``, ``address``, ``postcode``, ``city``)."""
+    return CompanyRef(
+        name=row.company_name,
+        cvr=row.cvr_raw,
+        p_number=row.p_number,
+        address=row.address,
+        postcode=row.postcode,
+        city=row.city,
+    )
+
+
+def record_key_of(row) -> str:
+    """The key under which rejections of this stored record's company are kept."""
+    return record_key(company_ref_of(row))
 
 
 class IdentityStage:
-    """Holds the in-memory company index for one sync run; each batch calls :meth:`link`."""
+    """Holds the in-memory company index for one sync run; each batch calls :meth:`link`.
+
+    The index, the merged companies and the rejected pairs are read once, when the stage is
+    made: decisions taken while a run is going apply from the next run.
+    """
 
     def __init__(self, session: Session) -> None:
         self.index = CompanyIndex()
         self.rejected: set[tuple[str, int]] = set()
+        self.survivor: dict[int, int] = {}  # merged company -> the live company it is part of
+        # Companies absorbed while linking the current batch -> the link values of their records.
+        self._absorbed: dict[int, dict] = {}
         self._load(session)
 
     def _load(self, session: Session) -> None:
+        columns = (
+            _COMPANY.c.id,
+            _COMPANY.c.cvr,
+            _COMPANY.c.name_key,
+            _COMPANY.c.postcode,
+            _COMPANY.c.merged_into_id,
+        )
+        rows = session.execute(select(*columns)).all()
+        self.survivor = surviving_companies({r.id: r.merged_into_id for r in rows})
         units: dict[int, set[str]] = defaultdict(set)
         for p_number, company_id in session.execute(
             select(ProductionUnit.p_number, ProductionUnit.company_id)
         ):
-            units[company_id].add(p_number)
-        query = select(_COMPANY.c.id, _COMPANY.c.cvr, _COMPANY.c.name_key, _COMPANY.c.postcode)
-        for cid, cvr, key, postcode in session.execute(
-            query.where(_COMPANY.c.merged_into_id.is_(None))
-        ):
+            units[self.survivor.get(company_id, company_id)].add(p_number)
+        live = [r for r in rows if r.merged_into_id is None]
+        for cid, cvr, key, postcode, _ in live:
             self.index.add(
                 KnownCompany(
                     cid, cvr, key, normalise_postcode(postcode), frozenset(units.get(cid, ()))
                 )
             )
-        for key, company_id in session.execute(
-            select(IdentityDecision.record_key, IdentityDecision.other_company_id).where(
-                IdentityDecision.action.in_(("reject", "split")),
-                IdentityDecision.record_key.is_not(None),
-            )
-        ):
-            if company_id is not None:
-                self.rejected.add((key, company_id))
+        # Merged companies stay findable by their own spelling; _decide redirects them.
+        for cid, _, key, postcode, _ in rows:
+            if self.survivor.get(cid) in self.index:
+                self.index.add(KnownCompany(cid, None, key, normalise_postcode(postcode)))
+        self.rejected = rejected_pairs(session, self.survivor)
 
     def forget(self, company_id: int) -> None:
         if company_id in self.index:
@@ -81,9 +143,13 @@ class IdentityStage:
         if not record_ids:
             return set()
         manual = self._manual_links(session, record_ids)
-        rows = self._records(session, [rid for rid in record_ids if rid not in manual])
+        rows = self._records(session, record_ids)
         links, proposals, affected = [], [], set(manual.values())
+        company_of = dict(manual)
+        self._absorbed = {}
         for row in rows:
+            if row.id in manual:
+                continue
             company_id, resolution = self._resolve(session, row)
             links.append(
                 {
@@ -96,16 +162,32 @@ class IdentityStage:
                     "linked_at": dt.datetime.now(dt.UTC),
                 }
             )
+            company_of[row.id] = company_id
             if resolution.proposal_company_id:
                 proposals.append((company_id, resolution))
             affected.add(company_id)
             if row.company_id is not None:
                 affected.add(row.company_id)
+        if self._absorbed:  # links of this batch still name the companies absorbed in it
+            links, proposals, company_of = self._redirect_pending(links, proposals, company_of)
+            affected |= set(self._absorbed) | {v["company_id"] for v in self._absorbed.values()}
         self._write_links(session, links)
         self._write_proposals(session, proposals)
-        self._production_units(session, rows, {lk["source_record_id"]: lk for lk in links})
+        self._production_units(session, rows, company_of)
         refresh_companies(session, affected)
         return affected
+
+    def _redirect_pending(self, links, proposals, company_of):
+        for link in links:
+            link.update(self._absorbed.get(link["company_id"], {}))
+        company_of = {rid: self.survivor.get(cid, cid) for rid, cid in company_of.items()}
+        proposals = [
+            (company_id, resolution)
+            for company_id, resolution in proposals
+            if company_id not in self._absorbed
+            and resolution.proposal_company_id not in self._absorbed
+        ]
+        return links, proposals, company_of
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -133,21 +215,117 @@ class IdentityStage:
         return session.execute(select(*columns).where(_RECORD.c.id.in_(ids))).all()
 
     def _resolve(self, session: Session, row):
-        ref = CompanyRef(
-            name=row.company_name,
-            cvr=row.cvr_raw,
-            p_number=row.p_number,
-            address=row.address,
-            postcode=row.postcode,
-            city=row.city,
-        )
-        resolution = self.index.resolve(ref, rejected_pairs=self.rejected)
+        ref = company_ref_of(row)
+        resolution = self._decide(ref)
         if resolution.company_id is None:
+            kept = self._kept(ref, row.company_id, resolution)
+            if kept is not None:
+                return kept.company_id, kept
             company_id = self._create_company(session, row, ref, resolution.rule == "new_cvr")
+            if self._absorb(session, resolution, company_id):
+                resolution = dataclasses.replace(resolution, proposal_company_id=None)
             return company_id, resolution
         if row.cvr:
             self._learn_cvr(session, resolution.company_id, row.cvr)
         return resolution.company_id, resolution
+
+    def _decide(self, ref: CompanyRef) -> Resolution:
+        """The index's resolution, with merged companies redirected to their survivors."""
+        passed_over: set[tuple[str, int]] = set()
+        while True:  # each round passes over one more merged company, so this ends
+            pairs = _Union(self.rejected, passed_over) if passed_over else self.rejected
+            resolution = self.index.resolve(ref, rejected_pairs=pairs)
+            merged = resolution.company_id
+            if merged is None or merged not in self.survivor:
+                return self._redirect_proposal(resolution, ref)
+            survivor = self.survivor[merged]
+            key = record_key(ref)
+            if self._may_join(key, valid_cvr(ref.cvr), survivor):
+                reason = f"{resolution.reason}; company {merged} was merged into {survivor}"
+                return dataclasses.replace(resolution, company_id=survivor, reason=reason)
+            passed_over.add((key, merged))
+
+    def _kept(self, ref: CompanyRef, current: int | None, resolution: Resolution):
+        """An updated record that now matches no company stays with the one it is linked to
+        (a company's other spellings are not in the index, and a merge may have changed the
+        display name), unless a rejection or a CVR now forbids it."""
+        if resolution.rule != "unresolved" or current is None:
+            return None
+        company_id = self.survivor.get(current, current)
+        if company_id in self.survivor or company_id not in self.index:
+            return None
+        if not self._may_join(record_key(ref), valid_cvr(ref.cvr), company_id):
+            return None
+        reason = f"no company matches the updated record; it stays with company {company_id}"
+        return Resolution("kept", company_id, resolution.score, reason=reason)
+
+    def _absorb(self, session: Session, resolution: Resolution, company_id: int) -> bool:
+        """Make resolution independent of delivery order: a company just created for a new
+        valid CVR takes in the unresolved company it resembles, when that company's own name
+        would now be linked to it by the resolver (fuzzy or exact, unambiguous, not rejected).
+
+        Had the CVR record come first, the unresolved company's records would have been linked
+        to it that way; the resolver never links a valid-CVR record fuzzily to a company
+        without CVR, so without this the two stay apart. Companies a person decided about
+        (manual links) are left alone. Returns whether the candidate was absorbed.
+        """
+        candidate_id = resolution.proposal_company_id
+        if resolution.rule != "new_cvr" or candidate_id is None:
+            return False
+        candidate = self.index.get(candidate_id)
+        if candidate is None or candidate.cvr is not None or candidate_id in self.survivor:
+            return False
+        if (f"cvr:{self.index.get(company_id).cvr}", candidate_id) in self.rejected:
+            return False
+        name, postcode = session.execute(
+            select(_COMPANY.c.name, _COMPANY.c.postcode).where(_COMPANY.c.id == candidate_id)
+        ).one()
+        ref = CompanyRef(name=name, postcode=postcode)
+        itself = {(record_key(ref), candidate_id)}
+        again = self.index.resolve(ref, rejected_pairs=_Union(self.rejected, itself))
+        if again.company_id != company_id or again.rule not in ("fuzzy", "name_postcode"):
+            return False
+        if self._manual_links(session, _record_ids_of(session, candidate_id)):
+            return False
+        values = {
+            "company_id": company_id,
+            "rule": again.rule,
+            "score": again.score,
+            "reason": f"company {candidate_id} joined it on arrival of its CVR: {again.reason}",
+        }
+        session.execute(update(_LINK).where(_LINK.c.company_id == candidate_id).values(values))
+        move_company(session, candidate_id, company_id)
+        session.execute(
+            update(_COMPANY).where(_COMPANY.c.id == candidate_id).values(merged_into_id=company_id)
+        )
+        self.index.update(dataclasses.replace(candidate, p_numbers=frozenset()))
+        self.index.update(
+            dataclasses.replace(
+                self.index.get(company_id),
+                p_numbers=self.index.get(company_id).p_numbers | candidate.p_numbers,
+            )
+        )
+        for merged, survivor in self.survivor.items():
+            if survivor == candidate_id:
+                self.survivor[merged] = company_id
+        self.survivor[candidate_id] = company_id
+        self._absorbed[candidate_id] = values
+        return True
+
+    def _may_join(self, key: str, cvr: str | None, company_id: int) -> bool:
+        if (key, company_id) in self.rejected:
+            return False
+        company = self.index.get(company_id)
+        return company is not None and (cvr is None or company.cvr in (None, cvr))
+
+    def _redirect_proposal(self, resolution: Resolution, ref: CompanyRef) -> Resolution:
+        proposed = resolution.proposal_company_id
+        if proposed is None or proposed not in self.survivor:
+            return resolution
+        survivor = self.survivor[proposed]
+        if (record_key(ref), survivor) in self.rejected or survivor == resolution.company_id:
+            return dataclasses.replace(resolution, proposal_company_id=None)
+        return dataclasses.replace(resolution, proposal_company_id=survivor)
 
     def _learn_cvr(self, session: Session, company_id: int, cvr: str) -> None:
         """A record with a valid CVR joined a company without one (by P-number or exact name):
@@ -211,12 +389,12 @@ class IdentityStage:
                     )
                 )
 
-    def _production_units(self, session: Session, rows, links: dict[int, dict]) -> None:
+    def _production_units(self, session: Session, rows, company_of: dict[int, int]) -> None:
         table = ProductionUnit.__table__
         wanted = {
-            row.p_number: (links[row.id]["company_id"], row)
+            row.p_number: (company_of[row.id], row)
             for row in rows
-            if row.p_number and row.id in links
+            if row.p_number and row.id in company_of
         }
         if not wanted:
             return
@@ -240,6 +418,121 @@ class IdentityStage:
             session.execute(insert(table), fresh)
 
 
+def move_company(session: Session, from_id: int, to_id: int) -> None:
+    """Move what belongs to company ``from_id`` to ``to_id``: its records (the caller has moved
+    their links), production units, prior-contact checks, planned visits, flags and contact
+    persons (see :func:`move_contact_persons`)."""
+    for table in (_RECORD, _UNIT, _CHECK, _PLANNED, _FLAG):
+        session.execute(update(table).where(table.c.company_id == from_id).values(company_id=to_id))
+    move_contact_persons(session, from_id, to_id)
+
+
+def move_contact_persons(session: Session, from_id: int, to_id: int) -> None:
+    """Hand company ``from_id``'s contact persons to ``to_id``. A person both have stays one;
+    an anonymisation on either side is kept, so no merge brings a forgotten person back."""
+    theirs = {
+        row.person_key: row
+        for row in session.execute(select(_PERSON).where(_PERSON.c.company_id == to_id))
+    }
+    for person in session.execute(select(_PERSON).where(_PERSON.c.company_id == from_id)).all():
+        known = theirs.get(person.person_key)
+        if known is None:
+            session.execute(
+                update(_PERSON).where(_PERSON.c.id == person.id).values(company_id=to_id)
+            )
+            continue
+        if person.anonymised_at is not None and known.anonymised_at is None:
+            session.execute(
+                update(_PERSON)
+                .where(_PERSON.c.id == known.id)
+                .values(
+                    name=person.name,
+                    email=person.email,
+                    phone=person.phone,
+                    anonymised_at=person.anonymised_at,
+                )
+            )
+        session.execute(delete(_PERSON).where(_PERSON.c.id == person.id))
+
+
+def _record_ids_of(session: Session, company_id: int) -> list[int]:
+    query = select(_RECORD.c.id).where(_RECORD.c.company_id == company_id)
+    return list(session.execute(query).scalars())
+
+
+def surviving_companies(merged_into: Mapping[int, int | None]) -> dict[int, int]:
+    """For every merged company, the live company at the end of its ``merged_into_id`` chain.
+
+    ``merged_into`` maps company id to ``merged_into_id`` (None for live companies). A chain
+    that loops or ends in an unknown company has no survivor and is left out.
+    """
+    survivors: dict[int, int] = {}
+    for start, into in merged_into.items():
+        seen, current = {start}, into
+        while current is not None and merged_into.get(current) is not None:
+            if current in seen:
+                break
+            seen.add(current)
+            current = merged_into[current]
+        if into is not None and current in merged_into and merged_into[current] is None:
+            survivors[start] = current
+    return survivors
+
+
+def rejected_pairs(session: Session, survivor: Mapping[int, int]) -> set[tuple[str, int]]:
+    """The ``(record key, company id)`` pairs that no sync may link or propose (module doc).
+
+    A pair naming a company that was merged away is kept, and its survivor is rejected too.
+    """
+    query = (
+        select(
+            IdentityDecision.id,
+            IdentityDecision.action,
+            IdentityDecision.record_key,
+            IdentityDecision.other_company_id,
+            IdentityDecision.details,
+        )
+        .where(IdentityDecision.undone_by_id.is_(None))
+        .order_by(IdentityDecision.id)
+    )
+    rejections: list[tuple[int, str, int]] = []
+    last_merge: dict[tuple[str, int], int] = {}  # (key, survivor) -> id of the newest merge
+    for decision_id, action, key, other, details in session.execute(query):
+        details = details or {}
+        keys = [k for k in (key, *details.get("record_keys", ())) if k]
+        if action in REJECTING_ACTIONS and other is not None:
+            rejections.extend((decision_id, k, other) for k in keys)
+        if action in MERGING_ACTIONS and other is not None:
+            for k in details.get("record_keys", ()):
+                last_merge[(k, survivor.get(other, other))] = decision_id
+        rejections.extend((decision_id, k, int(c)) for k, c in details.get("rejected_pairs", ()))
+    pairs: set[tuple[str, int]] = set()
+    for decision_id, key, company_id in rejections:
+        target = survivor.get(company_id, company_id)
+        if last_merge.get((key, target), 0) > decision_id:
+            continue
+        pairs.add((key, company_id))
+        pairs.add((key, target))
+    return pairs
+
+
+class _Union(AbstractSet):
+    """Two sets read as one without copying the (large) first."""
+
+    def __init__(self, first: AbstractSet, second: AbstractSet) -> None:
+        self._first, self._second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._first or item in self._second
+
+    def __iter__(self) -> Iterator:
+        yield from self._first
+        yield from (item for item in self._second if item not in self._first)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     """Re-derive display fields and contact persons of ``company_ids`` from their records."""
     ids = sorted(set(company_ids))
@@ -248,6 +541,7 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     columns = [
         _RECORD.c[name]
         for name in [
+            "id",
             "company_id",
             "cvr",
             "company_name",
@@ -296,7 +590,10 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     _refresh_contacts(session, ids, by_company)
 
 
+@functools.lru_cache(maxsize=4096)
 def municipality_code(postcode: str | None) -> str | None:
+    """The municipality of a postcode by the shipped code lists (cached: they never change
+    while the service runs)."""
     municipality = load_codelists().municipality_for_postcode(postcode) if postcode else None
     return municipality.code if municipality else None
 
@@ -313,6 +610,7 @@ def _facts(row) -> CompanyFacts:
         city=row.city,
         approach_date=row.approach_date,
         modified_at=modified,
+        record_id=row.id,  # the last tie-break, so the choice never depends on row order
     )
 
 
@@ -324,7 +622,7 @@ def _refresh_contacts(session: Session, ids: list[int], by_company: dict[int, li
     }
     merged: dict[tuple[int, str], dict] = {}
     for company_id, rows in by_company.items():
-        for row in sorted(rows, key=lambda r: r.approach_date):
+        for row in sorted(rows, key=lambda r: (r.approach_date, r.id)):
             person = (row.payload or {}).get("contact_person")
             if not person:
                 continue

@@ -1,0 +1,289 @@
+"""A coordinator's identity decisions survive the nightly sync: real CSV drops, the real csv-drop
+connector and sync engine, a real database.
+
+The companies: Bageri Hansen A/S (valid CVR, Jobcenter Aarhus) and the bakery's spellings at
+Jobcenter Randers without a CVR, "Bageriet Hansen" and "Bagerie Hansen". "Bagerie Hansen" is
+close to both (fuzzy 96.6 and 96.3), so when both companies exist the resolver prefers the one
+with a CVR: only a recorded decision keeps it where a coordinator wants it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from connectors.base import load_registry
+from coordination.cli import main
+from coordination.config import Config
+from coordination.db import session_scope
+from coordination.identity_review import (
+    Reviewer,
+    accept_proposal,
+    list_proposals,
+    merge_companies,
+    reject_proposal,
+    split_record,
+    undo_decision,
+)
+from coordination.models import Company, IdentityDecision, MatchProposal, SourceRecord
+from coordination.sync import SyncEngine
+from tests.helpers import csv_config, csv_row, write_csv
+
+pytestmark = pytest.mark.integration
+
+AARHUS = "jobcenter-1"
+RANDERS = "jobcenter-2"
+CVR = "10150817"
+COORDINATOR = Reviewer("Mette Sørensen", "Jobcenter Aarhus")
+
+
+@pytest.fixture
+def folders(tmp_path):
+    return {"Jobcenter Aarhus": tmp_path / "aarhus", "Jobcenter Randers": tmp_path / "randers"}
+
+
+@pytest.fixture
+def setup(db_url, folders) -> Config:
+    for folder in folders.values():
+        folder.mkdir()
+    return csv_config(db_url, folders)
+
+
+@pytest.fixture
+def command_line(setup, monkeypatch, tmp_path) -> CliRunner:
+    """A runner for ``coordination`` commands on the test database."""
+    config_file = tmp_path / "coordination.toml"
+    config_file.write_text(f'[database]\nurl = "{setup.database_url}"\n', encoding="utf-8")
+    monkeypatch.setenv("COORDINATION_CONFIG", str(config_file))
+    monkeypatch.delenv("COORDINATION_DATABASE_URL", raising=False)
+    return CliRunner()
+
+
+def bakery(kontakt_id: str, name: str, dato: str, **values: str) -> dict[str, str]:
+    return csv_row(
+        KontaktID=kontakt_id, Virksomhed=name, Dato=dato, Postnr="8000", By="Aarhus C", **values
+    )
+
+
+def deliver(folders, organisation: str, file_name: str, *rows) -> None:
+    write_csv(folders[organisation], f"virksomhedskontakter_{file_name}.csv", rows)
+
+
+def sync(engine: Engine, config: Config) -> None:
+    result = SyncEngine(engine, config, load_registry()).run()
+    assert result.ok, [o.error for o in result.outcomes]
+
+
+def company_of(engine: Engine, external_id: str) -> int:
+    with Session(engine) as session:
+        return session.execute(
+            select(SourceRecord.company_id).where(SourceRecord.external_id == external_id)
+        ).scalar_one()
+
+
+def open_proposals(engine: Engine) -> list[tuple[int, int]]:
+    with Session(engine) as session:
+        rows = session.execute(
+            select(MatchProposal.company_id, MatchProposal.candidate_company_id).where(
+                MatchProposal.status == "proposed"
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+def randers_spellings_then_aarhus(engine, config, folders) -> None:
+    """Randers' two spellings arrive first (one unresolved company); then Aarhus with the CVR,
+    which the sync proposes to match with it."""
+    deliver(
+        folders,
+        "Jobcenter Randers",
+        "1",
+        bakery("R-1", "Bageriet Hansen", "05-03-2026"),
+        bakery("R-2", "Bagerie Hansen", "02-03-2026"),
+    )
+    sync(engine, config)
+    deliver(
+        folders, "Jobcenter Aarhus", "1", bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR)
+    )
+    sync(engine, config)
+
+
+def test_a_rejected_match_is_neither_linked_nor_proposed_by_the_next_sync(engine, setup, folders):
+    randers_spellings_then_aarhus(engine, setup, folders)
+    unresolved = company_of(engine, "R-1")
+    with session_scope(engine) as session:
+        (proposal,) = list_proposals(session).items
+        reject_proposal(session, proposal.id, COORDINATOR, "to forskellige bagerier", setup.rules)
+
+    # Randers corrects a note on R-2: the record is resolved again, and would now join the
+    # company with the CVR (the better of two equal fuzzy matches) if the rejection did not hold.
+    deliver(
+        folders, "Jobcenter Randers", "2", bakery("R-2", "Bagerie Hansen", "02-03-2026", Note="x")
+    )
+    sync(engine, setup)
+
+    assert company_of(engine, "R-2") == unresolved
+    assert open_proposals(engine) == []
+
+
+def test_a_sync_after_an_undone_merge_does_not_merge_again(engine, setup, folders):
+    randers_spellings_then_aarhus(engine, setup, folders)
+    unresolved, known = company_of(engine, "R-1"), company_of(engine, "A-1")
+    with session_scope(engine) as session:
+        merge = merge_companies(session, unresolved, known, COORDINATOR, "samme", setup.rules)
+    with session_scope(engine) as session:
+        undo_decision(session, merge.id, COORDINATOR, "forkert bageri", setup.rules)
+
+    deliver(
+        folders, "Jobcenter Randers", "2", bakery("R-2", "Bagerie Hansen", "02-03-2026", Note="x")
+    )
+    sync(engine, setup)
+
+    assert company_of(engine, "R-2") == unresolved
+    with Session(engine) as session:
+        assert session.get(Company, unresolved).merged_into_id is None
+
+
+def test_a_split_record_stays_split_and_its_spelling_follows_it(engine, setup, folders):
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "1",
+        bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR),
+        bakery("A-2", "Bageri Hansen", "08-03-2026"),
+    )
+    sync(engine, setup)
+    old = company_of(engine, "A-2")
+    with session_scope(engine) as session:
+        split = split_record(session, AARHUS, "A-2", COORDINATOR, "en anden Hansen", setup.rules)
+
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "2",
+        bakery("A-2", "Bageri Hansen", "08-03-2026", Note="opdateret"),
+        bakery("A-3", "Bageri Hansen", "20-03-2026"),
+    )
+    sync(engine, setup)
+
+    assert company_of(engine, "A-2") == split.company_id != old
+    assert company_of(engine, "A-3") == split.company_id
+    assert company_of(engine, "A-1") == old
+
+
+def test_records_spelled_like_a_merged_company_are_linked_to_the_company_it_joined(
+    engine, setup, folders
+):
+    randers_spellings_then_aarhus(engine, setup, folders)
+    unresolved, known = company_of(engine, "R-1"), company_of(engine, "A-1")
+    with session_scope(engine) as session:
+        merge_companies(session, unresolved, known, COORDINATOR, "samme bageri", setup.rules)
+
+    deliver(folders, "Jobcenter Randers", "2", bakery("R-3", "Bageriet Hansen", "15-03-2026"))
+    sync(engine, setup)
+
+    assert company_of(engine, "R-3") == known
+
+
+def test_accepted_records_stay_with_the_candidate_when_their_source_updates_them(
+    engine, setup, folders
+):
+    randers_spellings_then_aarhus(engine, setup, folders)
+    with session_scope(engine) as session:
+        (proposal,) = list_proposals(session).items
+        decision = accept_proposal(session, proposal.id, COORDINATOR, "samme", setup.rules)
+
+    deliver(
+        folders, "Jobcenter Randers", "2", bakery("R-1", "Bageriet Hansen", "05-03-2026", Note="y")
+    )
+    sync(engine, setup)
+
+    assert company_of(engine, "R-1") == decision.other_company_id == company_of(engine, "A-1")
+
+
+def test_records_that_came_before_their_cvr_join_the_company_when_the_cvr_arrives(
+    engine, setup, folders
+):
+    # Had Aarhus come first, Randers' "Bagerie Hansen" would have been linked to it (fuzzy
+    # 96.3); the order of deliveries must not change the outcome.
+    deliver(folders, "Jobcenter Randers", "1", bakery("R-2", "Bagerie Hansen", "02-03-2026"))
+    sync(engine, setup)
+    unresolved = company_of(engine, "R-2")
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "1",
+        bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR),
+    )
+    sync(engine, setup)
+
+    assert company_of(engine, "R-2") == company_of(engine, "A-1") != unresolved
+    with Session(engine) as session:
+        assert session.get(Company, unresolved).merged_into_id == company_of(engine, "A-1")
+    assert open_proposals(engine) == []
+
+
+def test_the_command_line_merges_and_undoes_with_who_and_why(engine, setup, folders, command_line):
+
+    randers_spellings_then_aarhus(engine, setup, folders)
+    unresolved, known = company_of(engine, "R-1"), company_of(engine, "A-1")
+    merged = command_line.invoke(
+        main,
+        ["identity", "merge", str(unresolved), str(known), "--reason", "samme bageri",
+         "--by", "Søren Ålund"],
+    )  # fmt: skip
+    assert merged.exit_code == 0, merged.output
+    assert company_of(engine, "R-1") == known
+    with Session(engine) as session:
+        decision = session.execute(select(IdentityDecision)).scalar_one()
+    assert (decision.action, decision.decided_by, decision.reason) == (
+        "merge",
+        "Søren Ålund",
+        "samme bageri",
+    )
+
+    undone = command_line.invoke(
+        main, ["identity", "undo", str(decision.id), "--reason", "fejl", "--by", "Søren Ålund"]
+    )
+    assert undone.exit_code == 0, undone.output
+    assert company_of(engine, "R-1") == unresolved
+
+
+def test_the_command_line_refuses_two_different_cvrs_with_exit_code_1(
+    engine, setup, folders, command_line
+):
+
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "1",
+        bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR),
+        bakery("A-2", "Hansens Brød ApS", "01-03-2026", CVR="20000007"),
+    )
+    sync(engine, setup)
+
+    answer = command_line.invoke(
+        main,
+        ["identity", "merge", str(company_of(engine, "A-1")), str(company_of(engine, "A-2")),
+         "--reason", "samme", "--by", "Mette"],
+    )  # fmt: skip
+
+    assert answer.exit_code == 1
+    assert "CVR" in answer.output
+    with Session(engine) as session:
+        assert session.execute(select(func.count()).select_from(IdentityDecision)).scalar() == 0
+
+
+def test_the_command_line_lists_proposals_with_both_companies(engine, setup, folders, command_line):
+
+    randers_spellings_then_aarhus(engine, setup, folders)
+
+    answer = command_line.invoke(main, ["identity", "proposals"])
+
+    assert answer.exit_code == 0, answer.output
+    assert "1 proposed proposal(s)" in answer.output
+    assert f"Bageri Hansen A/S | CVR {CVR}" in answer.output
+    assert "Bageriet Hansen | CVR -" in answer.output
+    assert "Jobcenter Randers" in answer.output
