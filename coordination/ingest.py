@@ -44,6 +44,13 @@ class StoredBatch:
     counts: BatchCounts
     changed_record_ids: list[int]  # new or updated (including cancelled and deleted)
     previous_company_ids: set[int]  # companies the changed records were linked to before
+    deleted_record_ids: set[int] = dataclasses.field(default_factory=set)
+
+    @property
+    def record_ids_to_link(self) -> list[int]:
+        """The changed records that name a company. A deletion carries no company data (often
+        only its id), so it keeps its earlier link rather than founding an unknown company."""
+        return [rid for rid in self.changed_record_ids if rid not in self.deleted_record_ids]
 
 
 class NeedClassifier:
@@ -94,7 +101,8 @@ def store_batch(
     counts.updated = sum(1 for r in changed if r["status"] not in ("cancelled", "deleted"))
     counts.removed = len(changed) - counts.updated
     counts.unchanged = len(same)
-    return StoredBatch(counts, changed_ids, previous)
+    deleted = {r["id"] for r in changed if r["status"] == "deleted"}
+    return StoredBatch(counts, changed_ids, previous, deleted)
 
 
 def _checked(records: Sequence[SourceRecordData]) -> tuple[list[SourceRecordData], list[Rejected]]:

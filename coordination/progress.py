@@ -37,6 +37,8 @@ def _log_progress():
     last: dict[str, float] = {}
 
     def report(source: str, counts: BatchCounts) -> None:
+        if not counts.fetched:  # just started: the first line comes with the first records
+            return
         now = time.monotonic()
         if now - last.get(source, 0.0) >= 10:  # quiet: one line per source every 10 s at most
             last[source] = now

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from connectors.base import Connector, ConnectorError
 from coordination.approach_building import rebuild_approaches
-from coordination.config import Config, SourceConfig
+from coordination.config import Config, ConfigError, SourceConfig
 from coordination.db import session_scope
 from coordination.flagging import evaluate_companies
 from coordination.identity.normalise import normalise_organisation_name
@@ -50,7 +50,8 @@ class SyncResult:
         return all(o.status == "succeeded" for o in self.outcomes)
 
 
-# progress(source_name, counts_so_far) is called after every stored batch
+# progress(source_name, counts_so_far) is called when a source starts (all counts 0) and after
+# every stored batch
 Progress = Callable[[str, BatchCounts], None]
 
 
@@ -106,8 +107,7 @@ class SyncEngine:
         trigger: str = "cli",
         progress: Progress | None = None,
     ) -> SyncResult:
-        chosen = [self.config.source(n) for n in source_names] if source_names else None
-        sources = chosen or list(self.config.sources)
+        sources = self._chosen(source_names)
         with session_scope(self.engine) as session:
             source_ids = register_sources(session, self.config)
             run = SyncRun(trigger=trigger)
@@ -129,6 +129,20 @@ class SyncEngine:
             run.finished_at = utcnow()
         return SyncResult(run_id, outcomes, raised)
 
+    def _chosen(self, source_names: Sequence[str] | None) -> list[SourceConfig]:
+        """The configured sources to run, in the order asked for; all when none is named.
+        An unknown name is refused before anything runs, naming the sources that exist."""
+        if not source_names:
+            return list(self.config.sources)
+        configured = {sc.name: sc for sc in self.config.sources}
+        unknown = [name for name in source_names if name not in configured]
+        if unknown:
+            known = ", ".join(configured) or "none"
+            raise ConfigError(
+                "sources", f"no source named {unknown[0]!r} (configured sources: {known})"
+            )
+        return [configured[name] for name in dict.fromkeys(source_names)]
+
     def _sync_source(
         self,
         run_id: int,
@@ -147,6 +161,10 @@ class SyncEngine:
             entry_id = entry.id
             state = session.get(Source, source_id).state
         status, error = "succeeded", None
+        if progress:
+            # Shown at once (a slow first page would otherwise leave the source invisible), and
+            # the display measures the source's rate from here.
+            progress(sc.name, counts)
         try:
             connector = sc.build_connector(self.registry)
             for batch in connector.read(state):
@@ -180,7 +198,7 @@ class SyncEngine:
         try:
             with session_scope(self.engine) as session:
                 stored = store_batch(session, source_id, sc.kind, sc.name, batch, self.classifier)
-                affected = stage.link(session, stored.changed_record_ids)
+                affected = stage.link(session, stored.record_ids_to_link)
                 affected |= stored.previous_company_ids
                 rebuild_approaches(session, affected, self.config.rules.joint_date_tolerance_days)
                 session.get(Source, source_id).state = batch.state

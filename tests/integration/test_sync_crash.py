@@ -1,0 +1,169 @@
+"""A sync that stops half-way loses nothing and duplicates nothing: after the next run the
+database holds exactly what a clean run on a fresh database stores.
+
+The clean run is made once per module on a database of its own; each test breaks a run on its
+own fresh database, runs once more, and compares what the two databases hold.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import (
+    CRM,
+    FAST_RETRIES,
+    QUICK_GIVE_UP,
+    SECRETS,
+    SOURCE_NAMES,
+    VEU_OEST,
+    VEU_VEST,
+    StoredState,
+    outcome,
+    run_sources,
+    sample_world,
+    snapshot,
+    source_tables,
+    sync,
+    toml_text,
+    write_jobcenter_exports,
+)
+
+pytestmark = pytest.mark.integration
+
+PAGES_SERVED = 2  # the fault strikes on the third page
+STORED_BEFORE_THE_FAULT = {CRM: 20, VEU_OEST: 10, VEU_VEST: 10}  # two pages each
+
+
+@pytest.fixture(scope="module")
+def clean(_migrated_url, tmp_path_factory) -> StoredState:
+    """What a clean run of the samples and the jobcenter exports stores on a fresh database."""
+    with sample_world(_migrated_url, tmp_path_factory.mktemp("clean")) as world:
+        write_jobcenter_exports(world.drops)
+        assert sync(world.config, world.engine).ok
+        return snapshot(world.engine)
+
+
+def _served_then_failing(retries: int) -> list[tuple[str, float | None]]:
+    """Two pages answered, then HTTP 500 on every attempt of the third."""
+    return [("sleep", 0)] * PAGES_SERVED + [("500", None)] * (retries + 1)
+
+
+@pytest.mark.parametrize("failing", [CRM, VEU_VEST])
+def test_a_source_that_fails_after_some_pages_fails_alone_with_its_error_recorded(
+    config, engine, fakes, jobcenter_exports, failing
+):
+    fakes.for_source(failing).faults = _served_then_failing(FAST_RETRIES["max_retries"])
+
+    result = sync(config, engine)
+
+    assert {o.name: o.status for o in result.outcomes} == {
+        name: "failed" if name == failing else "succeeded" for name in SOURCE_NAMES
+    }
+    recorded = run_sources(engine, result.run_id)[failing]
+    assert recorded.status == "failed"
+    assert "still failing after 2 retries: HTTP 500" in recorded.error
+    assert recorded.new == STORED_BEFORE_THE_FAULT[failing]
+    assert len(snapshot(engine).records_of(failing)) == STORED_BEFORE_THE_FAULT[failing]
+
+
+@pytest.mark.parametrize("failing", [CRM, VEU_VEST])
+def test_the_run_after_a_failed_source_ends_with_exactly_the_state_of_a_clean_run(
+    config, engine, fakes, jobcenter_exports, failing, clean
+):
+    fakes.for_source(failing).faults = _served_then_failing(FAST_RETRIES["max_retries"])
+    assert not sync(config, engine).ok
+
+    fakes.for_source(failing).faults.clear()
+    result = sync(config, engine)
+
+    assert result.ok
+    stored_now = outcome(result, failing).counts.new
+    assert stored_now == len(clean.records_of(failing)) - STORED_BEFORE_THE_FAULT[failing]
+    assert snapshot(engine) == clean
+
+
+# --- a process killed with SIGKILL ------------------------------------------------------------
+
+SLOW_PAGE_SECONDS = 60  # far longer than the test waits: the process is killed meanwhile
+
+
+def _coordination_command() -> list[str]:
+    script = Path(sys.executable).with_name("coordination")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from coordination.cli import main; main()"]
+
+
+def _wait_until(condition, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"coordination sync ended before it was killed:\n{output}")
+        if time.monotonic() > deadline:
+            pytest.fail("coordination sync never reached the slow page")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def start_sync_process(tmp_path, db_url, fakes, jobcenter_exports):
+    """``start() -> Popen`` of ``coordination sync`` on the test database, configured through a
+    TOML file; the process is killed at the end of the test if it still runs."""
+    processes: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        config_file = tmp_path / "coordination.toml"
+        config_file.write_text(
+            toml_text({"sources": source_tables(fakes, jobcenter_exports, QUICK_GIVE_UP)}),
+            encoding="utf-8",
+        )
+        environment = {
+            **os.environ,
+            **SECRETS,
+            "COORDINATION_CONFIG": str(config_file),
+            "COORDINATION_DATABASE_URL": db_url,
+        }
+        process = subprocess.Popen(
+            _coordination_command() + ["sync"],
+            env=environment,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("killed_in", [CRM, VEU_OEST])
+def test_a_sync_killed_mid_run_is_completed_by_the_next_run_exactly_as_a_clean_run(
+    config, engine, fakes, start_sync_process, killed_in, clean
+):
+    slow = fakes.for_source(killed_in)
+    slow.faults = [("sleep", 0)] * PAGES_SERVED + [("sleep", SLOW_PAGE_SECONDS)]
+
+    process = start_sync_process()
+    _wait_until(lambda: not slow.faults, process)  # the third page is being (slowly) served
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+    assert process.returncode == -signal.SIGKILL
+    partial = snapshot(engine)
+    assert len(partial.records_of(killed_in)) == STORED_BEFORE_THE_FAULT[killed_in]
+    assert partial != clean
+    result = sync(config, engine)
+    assert result.ok
+    assert snapshot(engine) == clean
