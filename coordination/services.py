@@ -55,7 +55,12 @@ def run_sync(
     scheduler, the API's background run) passes it as ``held_lock``. Setting ``stop`` makes the
     run finish the batch it is storing, keep its cursor and return.
     """
-    engine = engine or make_engine(config.database_url)
+    if engine is None:  # our own engine: closed again so no connection outlives the run
+        own = make_engine(config.database_url)
+        try:
+            return run_sync(config, source_names, trigger, interactive, stop, own, held_lock)
+        finally:
+            own.dispose()
     if held_lock is not None:
         if not held_lock.held:
             raise RuntimeError("run_sync was given a sync lock that is not held")
@@ -66,17 +71,23 @@ def run_sync(
 
 def _run(config, engine, source_names, trigger, interactive, stop, on_started=None) -> SyncResult:
     engine_class = _AnnouncingSyncEngine if on_started else SyncEngine
-    sync_engine = engine_class(engine, config, load_registry(), classifier=_classifier(), stop=stop)
+    classifier = _classifier(engine)
+    sync_engine = engine_class(engine, config, load_registry(), classifier=classifier, stop=stop)
     if on_started:
         sync_engine.on_started = on_started
     with progress_reporter(interactive) as progress:
         return sync_engine.run(source_names, trigger=trigger, progress=progress)
 
 
-def _classifier():
-    from coordination.needs.classifier import TaxonomyClassifier
+def _classifier(engine):
+    """The need classifier for one run: people's mappings are loaded once, at its start."""
+    from sqlmodel import Session
 
-    return TaxonomyClassifier()
+    from coordination.needs.classifier import TaxonomyClassifier
+    from coordination.needs.review import MappingOverrides
+
+    with Session(engine) as session:
+        return TaxonomyClassifier(overrides=MappingOverrides.load(session))
 
 
 # --- a run in the background (the API answers 202 with the run's id) --------------------------

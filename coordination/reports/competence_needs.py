@@ -1,0 +1,376 @@
+"""The councils' competence-needs report: which needs companies expressed, where and how often.
+
+A need counts for an approach when one of the approach's source records noted it; the same need
+noted in two records of one joint approach counts once. Needs are the pair (need type, taxonomy
+code); needs that map nowhere are counted together per need type under the code
+``unclassified`` (their free-text labels are for coordinators, not for council reports).
+
+For every need the report gives the number of distinct companies and of approaches that
+expressed it, in total and per group (``group_by``):
+
+``sector``
+    the 10-grouping of the company's DB07 industry section; companies whose section is not
+    known form the group ``unknown``;
+``municipality``
+    the company's municipality;
+``organisation_type``
+    the type of the organisation whose record noted the need (an approach made jointly by a
+    jobcentre and a VEU-centre counts under both when both noted the need).
+
+Only approaches that took place count (planned ones do not), dated in the period, by companies
+whose municipality belonged to the area on the approach's date. Companies with no known
+municipality belong to no area. Every figure comes with the same figure for the previous period
+of equal length and the change; figures are suppressed by :mod:`coordination.reports.suppression`
+(each period on its own; a change is published only when both its figures are). Cells a table
+leaves out are zero. The counting happens in the database: GROUP BY queries per cell and per
+group covering both periods; need totals and the grand total are sums of those where groups
+cannot overlap (sector, municipality) and queries of their own where they can (organisation
+type).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import Select, Subquery, case, distinct, false, func, select
+from sqlmodel import Session
+
+from coordination.models import (
+    Approach,
+    ApproachRecord,
+    Company,
+    Need,
+    Organisation,
+    Source,
+    SourceRecord,
+)
+from coordination.needs.codelists import DISCO_PREFIX, CodeLists, load_codelists
+from coordination.reports import AreaScope, Period, ReportRequestError, resolve_area
+from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
+
+GROUP_BY = ("sector", "municipality", "organisation_type")
+OCCUPATION_LEVELS = ("unit", "sub_major", "major")
+UNCLASSIFIED = "unclassified"
+UNCLASSIFIED_LABEL = "Ikke klassificeret"
+UNKNOWN_GROUP = "unknown"
+UNKNOWN_SECTOR_LABEL = "Ukendt branche"
+TOTAL = "total"
+ORGANISATION_TYPE_LABELS = {
+    "vaeksthus": "Væksthus (erhvervshus)",
+    "jobcenter": "Jobcenter",
+    "veu": "VEU-center",
+}
+_CURRENT, _PREVIOUS = "current", "previous"
+# Length of "disco:" plus the digits that name a sub-major (2) or major (1) group.
+_DISCO_KEY_LENGTH = {"sub_major": len(DISCO_PREFIX) + 2, "major": len(DISCO_PREFIX) + 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompetenceNeedsRequest:
+    """What a council analyst asks for. ``occupation_level`` rolls DISCO occupation codes up to
+    their sub-major or major group (``unit`` keeps the 4-digit unit group)."""
+
+    area: str
+    period: Period
+    group_by: str = "sector"
+    top: int = 5
+    occupation_level: str = "unit"
+
+    def __post_init__(self) -> None:
+        if self.group_by not in GROUP_BY:
+            raise ReportRequestError("group_by", f"group_by must be one of {', '.join(GROUP_BY)}")
+        if self.occupation_level not in OCCUPATION_LEVELS:
+            raise ReportRequestError(
+                "occupation_level", f"occupation_level must be one of {OCCUPATION_LEVELS}"
+            )
+        if self.top < 1:
+            raise ReportRequestError("top", "top must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Counts:
+    companies: int = 0
+    approaches: int = 0
+
+
+NeedKey = tuple[str, str]  # (need type, need code)
+_Tally = dict[str, dict[tuple, _Counts]]  # period -> grouping key -> counts
+
+
+def competence_needs_report(
+    session: Session, request: CompetenceNeedsRequest, codelists: CodeLists | None = None
+) -> dict:
+    """The report as a JSON-ready dict (see ``CompetenceNeedsReportSchema`` in the API).
+
+    Raises :class:`ReportRequestError` for an unknown area.
+    """
+    codelists = codelists or load_codelists()
+    current = request.period
+    previous = current.previous()
+    scope = resolve_area(codelists, request.area, Period(previous.start, current.end))
+    base = _base_query(scope, current, previous, request, codelists).subquery("needs_expressed")
+    tallies = _tallies(session, base, request.group_by)
+    return _Assembly(request, codelists, tallies).report(scope, previous)
+
+
+# --- the database part ------------------------------------------------------------------------
+
+
+def _base_query(
+    scope: AreaScope,
+    current: Period,
+    previous: Period,
+    request: CompetenceNeedsRequest,
+    codelists: CodeLists,
+) -> Select:
+    """One row per (approach, need record) in both periods, with the keys to group by."""
+    period = case((Approach.date >= current.start, _CURRENT), else_=_PREVIOUS)
+    query = (
+        select(
+            Approach.id.label("approach_id"),
+            Approach.company_id.label("company_id"),
+            period.label("period"),
+            Need.type.label("need_type"),
+            _need_key(request.occupation_level).label("need_key"),
+            _group_key(request.group_by, codelists).label("group_key"),
+        )
+        .join(Company, Company.id == Approach.company_id)
+        .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
+        .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
+        .where(
+            Approach.planned == false(),
+            Approach.date.between(previous.start, current.end),
+            scope.condition(Company.municipality_code, Approach.date),
+        )
+    )
+    if request.group_by == "organisation_type":
+        query = (
+            query.join(SourceRecord, SourceRecord.id == Need.source_record_id)
+            .join(Source, Source.id == SourceRecord.source_id)
+            .join(Organisation, Organisation.id == Source.organisation_id)
+        )
+    return query
+
+
+def _need_key(occupation_level: str):
+    classified = func.coalesce(Need.taxonomy_code, UNCLASSIFIED)
+    if occupation_level == "unit":
+        return classified
+    length = _DISCO_KEY_LENGTH[occupation_level]
+    return case(
+        (Need.taxonomy_code.like(DISCO_PREFIX + "%"), func.substr(Need.taxonomy_code, 1, length)),
+        else_=classified,
+    )
+
+
+def _group_key(group_by: str, codelists: CodeLists):
+    if group_by == "municipality":
+        return Company.municipality_code
+    if group_by == "organisation_type":
+        return Organisation.type
+    group_of_section = {
+        section: codelists.industry_group(section).code for section in codelists.industry_sections
+    }
+    return case(group_of_section, value=Company.industry_section, else_=UNKNOWN_GROUP)
+
+
+def _tallies(session: Session, base: Subquery, group_by: str) -> dict[str, _Tally]:
+    """Distinct companies and approaches per cell, need, group and in all, for both periods."""
+    cells = _tally(session, base, "group_key", "need_type", "need_key")
+    columns = _tally(session, base, "group_key")
+    if group_by == "organisation_type":  # one approach can count in several groups
+        rows, grand = _tally(session, base, "need_type", "need_key"), _tally(session, base)
+    else:  # every company, and so each of its approaches, is in exactly one group
+        rows, grand = _without_group(cells), _without_group(columns)
+    return {"cells": cells, "rows": rows, "columns": columns, "grand": grand}
+
+
+def _tally(session: Session, base: Subquery, *keys: str) -> _Tally:
+    columns = [base.c[key] for key in keys]
+    query = select(
+        base.c.period,
+        *columns,
+        func.count(distinct(base.c.company_id)),
+        func.count(distinct(base.c.approach_id)),
+    ).group_by(base.c.period, *columns)
+    tally: _Tally = {_CURRENT: {}, _PREVIOUS: {}}
+    for period, *values, companies, approaches in session.execute(query):
+        tally[period][tuple(values)] = _Counts(companies, approaches)
+    return tally
+
+
+def _without_group(tally: _Tally) -> _Tally:
+    """Totals over the groups (the first key) of a tally whose groups do not overlap."""
+    summed: _Tally = {}
+    for period, counts in tally.items():
+        totals: dict[tuple, _Counts] = {}
+        for (_, *rest), found in counts.items():
+            before = totals.get(tuple(rest), _Counts())
+            totals[tuple(rest)] = _Counts(
+                before.companies + found.companies, before.approaches + found.approaches
+            )
+        summed[period] = totals
+    return summed
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+class _Assembly:
+    """Turns the four tallies into the published report: order, labels, suppression, change."""
+
+    def __init__(
+        self, request: CompetenceNeedsRequest, codelists: CodeLists, tallies: dict[str, _Tally]
+    ) -> None:
+        self.request = request
+        self.codelists = codelists
+        self.tallies = tallies
+        both = [*tallies["rows"][_CURRENT], *tallies["rows"][_PREVIOUS]]
+        self.needs: list[NeedKey] = sorted(set(both), key=self._need_order)
+        groups = {g for (g,) in [*tallies["columns"][_CURRENT], *tallies["columns"][_PREVIOUS]]}
+        self.groups: list[str] = sorted(groups, key=self._group_order)
+        self.hidden = {period: self._suppression(period) for period in (_CURRENT, _PREVIOUS)}
+
+    def report(self, scope: AreaScope, previous: Period) -> dict:
+        period = self.request.period
+        rows = [self._need_row(need) for need in self.needs]
+        groups = [
+            {**self._group(group), **self._figure("columns", (group,), ("column", group))}
+            for group in self.groups
+        ]
+        return {
+            "area": scope.as_dict(period),
+            "period": period.as_dict(),
+            "previous_period": previous.as_dict(),
+            "group_by": self.request.group_by,
+            "occupation_level": self.request.occupation_level,
+            "suppression": {"min_companies": MIN_COMPANIES, "rule": RULE},
+            "total": self._figure("grand", (), ("grand",)),
+            "groups": groups,
+            "needs": rows,
+            "top_needs_overall": self._top(
+                (need, self._published("rows", need, ("row", need))) for need in self.needs
+            ),
+            "top_needs": [
+                {
+                    **self._group(group),
+                    "needs": self._top(
+                        (need, self._published("cells", (group, *need), ("cell", need, group)))
+                        for need in self.needs
+                    ),
+                }
+                for group in self.groups
+            ],
+        }
+
+    # figures
+
+    def _suppression(self, period: str):
+        companies = {key: counts.companies for key, counts in self.tallies["cells"][period].items()}
+        rows = self.tallies["rows"][period]
+        columns = self.tallies["columns"][period]
+        suppression = suppress_table(
+            cells={((t, c), g): n for (g, t, c), n in companies.items()},
+            row_totals={need: rows[need].companies for need in self.needs if need in rows},
+            column_totals={g: columns[(g,)].companies for g in self.groups if (g,) in columns},
+            grand_total=self.tallies["grand"][period].get((), _Counts()).companies,
+        )
+        return suppression.hidden
+
+    def _figure(self, level: str, key: tuple, suppression_key: tuple) -> dict:
+        now = self.tallies[level][_CURRENT].get(key, _Counts())
+        before = self.tallies[level][_PREVIOUS].get(key, _Counts())
+        hidden_now = suppression_key in self.hidden[_CURRENT]
+        hidden_before = suppression_key in self.hidden[_PREVIOUS]
+        either = hidden_now or hidden_before
+        return {
+            "companies": None if hidden_now else now.companies,
+            "approaches": None if hidden_now else now.approaches,
+            "previous_companies": None if hidden_before else before.companies,
+            "previous_approaches": None if hidden_before else before.approaches,
+            "change_companies": None if either else now.companies - before.companies,
+            "change_approaches": None if either else now.approaches - before.approaches,
+            "suppressed": hidden_now,
+            "previous_suppressed": hidden_before,
+        }
+
+    def _published(self, level: str, key: tuple, suppression_key: tuple) -> _Counts | None:
+        """The current counts when they may be shown and are not zero, else None."""
+        counts = self.tallies[level][_CURRENT].get(key)
+        if counts is None or suppression_key in self.hidden[_CURRENT]:
+            return None
+        return counts
+
+    def _need_row(self, need: NeedKey) -> dict:
+        cells = [
+            {**self._group(group), **self._figure("cells", (group, *need), ("cell", need, group))}
+            for group in self.groups
+            if any((group, *need) in self.tallies["cells"][p] for p in (_CURRENT, _PREVIOUS))
+        ]
+        return {**self._need(need), **self._figure("rows", need, ("row", need)), "cells": cells}
+
+    def _top(self, candidates) -> list[dict]:
+        published = [
+            (need, counts)
+            for need, counts in candidates
+            if counts is not None and need[1] != UNCLASSIFIED
+        ]
+        published.sort(key=lambda item: (-item[1].companies, -item[1].approaches, item[0]))
+        return [
+            {**self._need(need), "companies": counts.companies, "approaches": counts.approaches}
+            for need, counts in published[: self.request.top]
+        ]
+
+    # labels and order
+
+    def _need(self, need: NeedKey) -> dict:
+        need_type, code = need
+        known_type = self.codelists.need_types.get(need_type)
+        return {
+            "need_type": need_type,
+            "need_type_label": known_type.label_da if known_type else need_type,
+            "code": code,
+            "label": self._need_label(code),
+        }
+
+    def _need_label(self, code: str) -> str:
+        if code == UNCLASSIFIED:
+            return UNCLASSIFIED_LABEL
+        digits = code.removeprefix(DISCO_PREFIX)
+        if code.startswith(DISCO_PREFIX) and len(digits) == 2:
+            group = self.codelists.disco_sub_major_groups.get(digits)
+            return group.label if group else code
+        if code.startswith(DISCO_PREFIX) and len(digits) == 1:
+            group = self.codelists.disco_major_groups.get(digits)
+            return group.label if group else code
+        try:
+            return self.codelists.taxonomy_label(code)
+        except KeyError:  # a code the shipped lists no longer hold: show it as it is
+            return code
+
+    def _group(self, group: str) -> dict:
+        return {"group": group, "group_label": self._group_label(group)}
+
+    def _group_label(self, group: str) -> str:
+        by = self.request.group_by
+        if by == "sector":
+            known = self.codelists.industry_groups.get(group)
+            return known.label if known else UNKNOWN_SECTOR_LABEL
+        if by == "municipality":
+            known = self.codelists.municipalities.get(group)
+            return known.name if known else group
+        return ORGANISATION_TYPE_LABELS.get(group, group)
+
+    def _need_order(self, need: NeedKey) -> tuple:
+        types = list(self.codelists.need_types)
+        need_type, code = need
+        position = types.index(need_type) if need_type in types else len(types)
+        return (position, need_type, code == UNCLASSIFIED, code)
+
+    def _group_order(self, group: str) -> tuple:
+        if self.request.group_by == "sector":
+            return (group == UNKNOWN_GROUP, int(group) if group.isdigit() else 0, group)
+        if self.request.group_by == "organisation_type":
+            known = list(ORGANISATION_TYPE_LABELS)
+            return (known.index(group) if group in known else len(known), group)
+        return (False, 0, group)
