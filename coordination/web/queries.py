@@ -1,0 +1,133 @@
+"""Reads the pages need that no feature's service offers as such.
+
+Each builds on the features' own code (``coordination.approach_queries``, the reports' area scope
+and suppression) rather than repeating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import distinct, extract, false, func, select
+from sqlmodel import Session
+
+from coordination.approach_queries import _approach_rows, serialise_approaches
+from coordination.models import (
+    Approach,
+    ApproachRecord,
+    Company,
+    Need,
+    QuarantinedRecord,
+    Source,
+    SyncRun,
+    SyncRunSource,
+)
+from coordination.needs.codelists import load_codelists
+from coordination.reports import Period, resolve_area
+from coordination.reports.suppression import Line, suppress
+
+
+def approaches_by_id(session: Session, ids: Collection[int], viewer: str) -> dict[int, dict]:
+    """The approaches with these ids as the service shows them, keyed by id (a fixed number
+    of queries however many ids). ``viewer`` is the caller's organisation (whose notes show)."""
+    if not ids:
+        return {}
+    rows = session.execute(_approach_rows().where(Approach.__table__.c.id.in_(list(ids)))).all()
+    return {approach["id"]: approach for approach in serialise_approaches(session, rows, viewer)}
+
+
+def latest_run_per_source(session: Session) -> dict[str, dict]:
+    """Per source name, its most recent sync-run entry (counts, status, error, times)."""
+    latest = (
+        select(func.max(SyncRunSource.id).label("id"))
+        .group_by(SyncRunSource.source_id)
+        .subquery("latest")
+    )
+    rows = session.execute(
+        select(SyncRunSource, Source.name)
+        .join(latest, latest.c.id == SyncRunSource.id)
+        .join(Source, Source.id == SyncRunSource.source_id)
+    ).all()
+    return {name: entry.model_dump() for entry, name in rows}
+
+
+def open_quarantine_per_source(session: Session) -> dict[str, int]:
+    """Per source name, how many of its records are quarantined and not yet corrected."""
+    rows = session.execute(
+        select(Source.name, func.count(QuarantinedRecord.id))
+        .join(Source, Source.id == QuarantinedRecord.source_id)
+        .where(QuarantinedRecord.resolved_at.is_(None))
+        .group_by(Source.name)
+    ).all()
+    return dict(rows)
+
+
+def recent_runs(session: Session, count: int) -> list[dict]:
+    """The ``count`` newest sync runs with their counts per source, as the API shows them."""
+    from coordination.api.sync_runs import _run  # the API's view of one run, reused as is
+
+    runs = session.execute(select(SyncRun).order_by(SyncRun.id.desc()).limit(count)).scalars()
+    return [_run(session, run) for run in runs]
+
+
+def needs_trend(
+    session: Session, area: str, period: Period, published_total: int | None
+) -> list[dict]:
+    """Per calendar month of ``period`` (oldest first): how many companies of the area expressed
+    at least one competence need, and at how many approaches.
+
+    The competence-needs report has no time series, so the trend counts here, with the report's
+    own rules: approaches that took place, by companies whose municipality belonged to the area
+    on the approach's date (``AreaScope.condition``), that noted a need. Months are suppressed as
+    the reports suppress figures: a month derived from 1 or 2 companies is ``None``; and when the
+    report publishes its total (``published_total``: the report's ``total.companies``, which
+    counts the same companies), the months form a line with it, so that no suppressed month can
+    be recovered by subtraction either.
+    """
+    scope = resolve_area(load_codelists(), area, period)
+    year = extract("year", Approach.date)
+    month = extract("month", Approach.date)
+    query = (
+        select(
+            year,
+            month,
+            func.count(distinct(Approach.company_id)),
+            func.count(distinct(Approach.id)),
+        )
+        .join(Company, Company.id == Approach.company_id)
+        .where(
+            Approach.planned == false(),
+            Approach.date.between(period.start, period.end),
+            scope.condition(Company.municipality_code, Approach.date),
+            Approach.id.in_(
+                select(ApproachRecord.approach_id).join(
+                    Need, Need.source_record_id == ApproachRecord.source_record_id
+                )
+            ),
+        )
+        .group_by(year, month)
+    )
+    counted = {(int(y), int(m)): (c, a) for y, m, c, a in session.execute(query)}
+    months = _months(period)
+    companies = {key: counted.get(key, (0, 0))[0] for key in months}
+    lines = [] if published_total is None else [Line(tuple(months), "total")]
+    hidden = suppress({**companies, "total": published_total or 0}, lines)
+    return [
+        {
+            "year": year_,
+            "month": month_,
+            "companies": None if key in hidden else companies[key],
+            "approaches": None if key in hidden else counted.get(key, (0, 0))[1],
+        }
+        for key in months
+        for year_, month_ in [key]
+    ]
+
+
+def _months(period: Period) -> list[tuple[int, int]]:
+    months = []
+    year, month = period.start.year, period.start.month
+    while (year, month) <= (period.end.year, period.end.month):
+        months.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
