@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import case, func, select
@@ -70,6 +69,7 @@ from coordination.models import (
     utcnow,
 )
 from coordination.needs.codelists import load_codelists
+from coordination.timeutil import local_today
 
 # Bounds on the work of one name search: names compared per query word on each side of it in
 # name order, query words used, and companies compared within a postcode or municipality.
@@ -116,11 +116,6 @@ class CompanyQuery:
     cvr: str | None = None
     postcode: str | None = None
     municipality_code: str | None = None
-
-
-def local_today(timezone: str = "Europe/Copenhagen") -> dt.date:
-    """Today's date where the service's users are (``[schedule].timezone``)."""
-    return dt.datetime.now(ZoneInfo(timezone)).date()
 
 
 def municipality_code_for(value: str) -> str:

@@ -26,6 +26,7 @@ from coordination.rules import (
     ExistingFlag,
     evaluate_company,
 )
+from coordination.timeutil import local_today
 
 _APPROACH = Approach.__table__
 _FLAG = Flag.__table__
@@ -36,7 +37,7 @@ def evaluate_companies(
 ) -> int:
     """Re-evaluate ``company_ids``; returns the number of flags raised."""
     ids = sorted(set(company_ids))
-    today = today or dt.date.today()
+    today = today or local_today()
     raised = 0
     for start in range(0, len(ids), 2000):
         raised += _evaluate_chunk(session, ids[start : start + 2000], rules, today)

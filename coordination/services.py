@@ -70,13 +70,31 @@ def run_sync(
 
 
 def _run(config, engine, source_names, trigger, interactive, stop, on_started=None) -> SyncResult:
-    engine_class = _AnnouncingSyncEngine if on_started else SyncEngine
+    mark_interrupted_runs(engine)
     classifier = _classifier(engine)
-    sync_engine = engine_class(engine, config, load_registry(), classifier=classifier, stop=stop)
-    if on_started:
-        sync_engine.on_started = on_started
+    sync_engine = SyncEngine(engine, config, load_registry(), classifier=classifier, stop=stop)
     with progress_reporter(interactive) as progress:
-        return sync_engine.run(source_names, trigger=trigger, progress=progress)
+        return sync_engine.run(
+            source_names, trigger=trigger, progress=progress, on_started=on_started
+        )
+
+
+def mark_interrupted_runs(engine) -> None:
+    """Runs still marked running while we hold the sync lock died with their process (SIGKILL,
+    power loss): say so, instead of showing them as running for ever."""
+    from sqlalchemy import update
+
+    from coordination.db import session_scope
+    from coordination.models import SyncRun, SyncRunSource, utcnow
+
+    with session_scope(engine) as session:
+        now = utcnow()
+        for table in (SyncRun, SyncRunSource):
+            session.execute(
+                update(table)
+                .where(table.status == "running")
+                .values(status="interrupted", finished_at=now)
+            )
 
 
 def _classifier(engine):
@@ -144,21 +162,6 @@ def start_sync_in_background(
         lock.release()
         raise
     return BackgroundSync(started.result(RUN_START_TIMEOUT_SECONDS), thread, stop)
-
-
-class _AnnouncingSyncEngine(SyncEngine):
-    """A SyncEngine that reports its run id as soon as the run is recorded.
-
-    SyncEngine.run creates the run row itself and only returns its id at the end; its first
-    source sync receives the id, so announce it there. (A public ``on_started`` hook in
-    SyncEngine.run would make this subclass unnecessary.)"""
-
-    on_started = None
-
-    def _sync_source(self, run_id, *args, **kwargs):
-        if self.on_started is not None:
-            self.on_started(run_id)
-        return super()._sync_source(run_id, *args, **kwargs)
 
 
 # --- source staleness -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from coordination.identity.normalise import normalise_organisation_name
 from coordination.ingest import BatchCounts, NeedClassifier, store_batch
 from coordination.linking import IdentityStage
 from coordination.models import Organisation, Source, SyncRun, SyncRunSource, utcnow
+from coordination.timeutil import local_today
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,10 @@ class SyncEngine:
         source_names: Sequence[str] | None = None,
         trigger: str = "cli",
         progress: Progress | None = None,
+        on_started: Callable[[int], None] | None = None,
     ) -> SyncResult:
+        """Sync the chosen sources once. ``on_started(run_id)`` is called as soon as the run is
+        recorded (the API answers 202 with that id while the run goes on)."""
         sources = self._chosen(source_names)
         with session_scope(self.engine) as session:
             source_ids = register_sources(session, self.config)
@@ -114,6 +118,8 @@ class SyncEngine:
             session.add(run)
             session.flush()
             run_id = run.id
+        if on_started is not None:
+            on_started(run_id)
         with Session(self.engine) as session:
             stage = IdentityStage(session)
         outcomes, touched = [], set()
@@ -123,9 +129,11 @@ class SyncEngine:
             outcome = self._sync_source(run_id, sc, source_ids[sc.name], stage, touched, progress)
             outcomes.append(outcome)
         with session_scope(self.engine) as session:
-            raised = evaluate_companies(session, touched, self.config.rules)
+            raised = evaluate_companies(
+                session, touched, self.config.rules, local_today(self.config.schedule.timezone)
+            )
             run = session.get(SyncRun, run_id)
-            run.status = "succeeded" if all(o.status == "succeeded" for o in outcomes) else "failed"
+            run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()
         return SyncResult(run_id, outcomes, raised)
 
@@ -221,3 +229,9 @@ class SyncEngine:
             source.last_status = status
             if status == "succeeded":
                 source.last_success_at = utcnow()
+
+
+def _run_status(outcomes: list[SourceOutcome], planned: int) -> str:
+    if len(outcomes) < planned or any(o.status == "stopped" for o in outcomes):
+        return "stopped"
+    return "succeeded" if all(o.status == "succeeded" for o in outcomes) else "failed"
