@@ -8,10 +8,12 @@ most ``tolerance_days`` and either
 - they come from the same organisation with the same non-empty consultant e-mail and the same
   channel (a double entry; two missing channels count as the same).
 
-Grouping is the transitive closure of that relation with one guard against chaining: a group
-never spans more than ``tolerance_days`` from its earliest to its latest record. Pairs are joined
-closest dates first (ties: earlier date, then lower ids), and a join that would stretch a group
-beyond the tolerance is skipped. So with a tolerance of 1 day, joint records on Monday, Tuesday
+Grouping is the transitive closure of that relation with two guards against chaining: a group
+never spans more than ``tolerance_days`` from its earliest to its latest record, and two records
+of the same organisation share a group only when they are a double entry of each other (so a
+partner's joint visit cannot pull two separate contacts of one organisation together). Pairs
+are joined closest dates first (ties: earlier date, then lower ids), and a join that would break
+a guard is skipped. So with a tolerance of 1 day, joint records on Monday, Tuesday
 and Wednesday give {Monday, Tuesday} and {Wednesday}, the same answer whatever the input order.
 """
 
@@ -63,10 +65,10 @@ def group_records(records: Sequence[GroupableRecord], tolerance_days: int) -> li
     if len(set(ids)) != len(ids):
         raise ValueError("record ids must be unique")
     by_date = sorted(records, key=lambda r: (r.date, r.id))
-    groups = _Groups(by_date)
+    groups = _Groups(by_date, tolerance_days)
     for _, a, b in sorted(_close_pairs(by_date, tolerance_days)):
         if same_approach(by_date[a], by_date[b], tolerance_days):
-            groups.join(a, b, tolerance_days)
+            groups.join(a, b)
     return groups.as_id_lists()
 
 
@@ -104,11 +106,13 @@ def _close_pairs(
 class _Groups:
     """Union-find over positions in the date-sorted list, tracking each group's date span."""
 
-    def __init__(self, by_date: list[GroupableRecord]) -> None:
+    def __init__(self, by_date: list[GroupableRecord], tolerance_days: int) -> None:
         self._records = by_date
+        self._tolerance = tolerance_days
         self._parent = list(range(len(by_date)))
         self._first = [r.date for r in by_date]
         self._last = [r.date for r in by_date]
+        self._members = [[i] for i in range(len(by_date))]
 
     def _root(self, i: int) -> int:
         while self._parent[i] != i:
@@ -116,18 +120,34 @@ class _Groups:
             i = self._parent[i]
         return i
 
-    def join(self, a: int, b: int, tolerance_days: int) -> None:
-        """Join the groups of ``a`` and ``b`` unless the result would span too many days."""
+    def join(self, a: int, b: int) -> None:
+        """Join the groups of ``a`` and ``b`` unless a guard forbids it."""
         root_a, root_b = self._root(a), self._root(b)
         if root_a == root_b:
             return
         first = min(self._first[root_a], self._first[root_b])
         last = max(self._last[root_a], self._last[root_b])
-        if (last - first).days > tolerance_days:
+        if (last - first).days > self._tolerance or self._mixes_separate_contacts(root_a, root_b):
             return
         keep, gone = min(root_a, root_b), max(root_a, root_b)
         self._parent[gone] = keep
         self._first[keep], self._last[keep] = first, last
+        self._members[keep] += self._members[gone]
+        self._members[gone] = []
+
+    def _mixes_separate_contacts(self, root_a: int, root_b: int) -> bool:
+        """Whether joining would put two records of one organisation that are not a double
+        entry of each other into one approach."""
+        for i in self._members[root_a]:
+            first = self._records[i]
+            organisation = normalise_organisation_name(first.organisation)
+            for j in self._members[root_b]:
+                second = self._records[j]
+                if normalise_organisation_name(second.organisation) != organisation:
+                    continue
+                if not same_approach(first, second, self._tolerance):
+                    return True
+        return False
 
     def as_id_lists(self) -> list[list[int]]:
         members: dict[int, list[GroupableRecord]] = {}

@@ -787,6 +787,8 @@ class _Generator:
         # companies that slides through all of them over the period. In big scenarios this
         # also keeps the company cache warm.
         self.window = min(sc.companies, max(2000, sc.companies // 8))
+        # day -> (company, organisation) -> {(consultant, channel)}: the last few days only
+        self.recent: dict[int, dict[tuple[int, int], set]] = {}
         self.slide = sc.companies / max(1, self.end - self.start + 1)
 
     def _serving_table(self) -> dict[str, tuple[tuple[_Org, ...], list[float]]]:
@@ -908,6 +910,8 @@ class _Generator:
         # Most companies have a regular consultant in each organisation.
         regular = (hi >> 10) % 10 < 7
         rec.consultant = team[(comp.index * 31 + org.index if regular else hi >> 14) % len(team)]
+        if role != "double":
+            self._avoid_false_double_entry(rec, team)
         rec.themes = self._themes(org.themes)
         rec.joint = (joint_with.organisation,) if joint_with is not None else ()
         rec.notes, rec.cpr = self._notes(rec.bits)
@@ -923,6 +927,26 @@ class _Generator:
         rec.csv_update = self._csv_update(rec) if org.kind == "jobcenter" else ""
         self._stamp(rec, 3600 + rec.bits % (3 * 86400))
         return rec
+
+    def _avoid_false_double_entry(self, rec: _Rec, team: tuple) -> None:
+        """Two different approaches by one consultant, on one channel, to one company within a
+        day are one approach by the spec's double-entry rule; so the truth must not contain
+        such pairs. Another consultant of the team takes the second one."""
+        key = (rec.company.index, rec.org.index)
+        taken = set()
+        for day in (rec.day - 1, rec.day, rec.day + 1):
+            taken |= self.recent.get(day, {}).get(key, set())
+        start = team.index(rec.consultant)
+        for step in range(len(team)):
+            candidate = team[(start + step) % len(team)]
+            if (candidate, rec.channel) not in taken:
+                rec.consultant = candidate
+                break
+        for old in [d for d in self.recent if d < rec.day - 2]:
+            del self.recent[old]
+        self.recent.setdefault(rec.day, {}).setdefault(key, set()).add(
+            (rec.consultant, rec.channel)
+        )
 
     def _source_id(self, org: _Org) -> str:
         org.next_id += 1

@@ -138,3 +138,13 @@ def test_single_record_naming_another_organisation_is_joint():
 def test_single_organisation_naming_only_itself_is_not_joint():
     record = on(0, 1, "Jobcenter Aarhus", joint_with=("jobcenter aarhus",))
     assert not is_joint([record, on(0, 2, "Jobcenter Aarhus")])
+
+
+def test_a_partner_cannot_pull_two_separate_contacts_of_one_organisation_together():
+    records = [
+        on(0, 1, "Jobcenter Aarhus", consultant_email="a@aarhus.dk", channel="visit"),
+        on(0, 2, "Erhvervshus Midtjylland", joint_with=("Jobcenter Aarhus",)),
+        on(0, 3, "Jobcenter Aarhus", consultant_email="b@aarhus.dk", channel="phone"),
+    ]
+    groups = group_records(records, TOLERANCE)
+    assert sorted(map(sorted, groups)) == [[1, 2], [3]]
