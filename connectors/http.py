@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from marshmallow import Schema, ValidationError, fields, validate
 
-from connectors.base import FatalError, RetriableError, SourceSettings
+from connectors.base import Connector, FatalError, RetriableError, SourceSettings
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
 BODY_EXCERPT_CHARS = 300
@@ -257,6 +257,21 @@ def field_names_option(defaults: Mapping[str, str]) -> fields.Dict:
         values=fields.String(validate=validate.Length(min=1)),
         load_default=dict,
     )
+
+
+class HttpConnector(Connector):
+    """What the HTTP connectors share: validated options, field names with the spec's names as
+    defaults, and an injectable ``sleep`` (tests pass a no-op so retries do not wait)."""
+
+    default_field_names: Mapping[str, str] = {}
+
+    def __init__(
+        self, settings: SourceSettings, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        super().__init__(settings)
+        self.config = load_options(self.options_schema, settings)
+        self.names = {**self.default_field_names, **self.config["field_names"]}
+        self.sleep = sleep
 
 
 def load_options(schema: type[Schema], settings: SourceSettings) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -19,17 +19,16 @@ from marshmallow import fields, validate
 from connectors.base import (
     Batch,
     CompanyRef,
-    Connector,
     FatalError,
     NeedRef,
     PersonRef,
     Rejected,
     SourceRecordData,
-    SourceSettings,
     record_problems,
 )
 from connectors.http import (
     HttpClient,
+    HttpConnector,
     HttpSourceOptions,
     MappingProblem,
     Unauthorized,
@@ -39,7 +38,6 @@ from connectors.http import (
     follow_next_link,
     format_utc,
     json_type,
-    load_options,
     nested,
     now_utc,
     read_from,
@@ -104,18 +102,11 @@ class ODataCrmOptions(HttpSourceOptions):
     field_names = field_names_option(DEFAULT_FIELD_NAMES)
 
 
-class ODataCrmConnector(Connector):
+class ODataCrmConnector(HttpConnector):
     kind = "odata-crm"
     options_schema = ODataCrmOptions
+    default_field_names = DEFAULT_FIELD_NAMES
     secret_options = {"client_secret_env": "client_secret"}
-
-    def __init__(
-        self, settings: SourceSettings, *, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
-        super().__init__(settings)
-        self.config = load_options(ODataCrmOptions, settings)
-        self.names = {**DEFAULT_FIELD_NAMES, **self.config["field_names"]}
-        self.sleep = sleep  # tests pass a no-op so retries do not wait
 
     def read(self, state: Mapping[str, Any] | None) -> Iterator[Batch]:
         run_started = now_utc()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -13,17 +12,16 @@ from marshmallow import fields, validate
 from connectors.base import (
     Batch,
     CompanyRef,
-    Connector,
     FatalError,
     NeedRef,
     PersonRef,
     Rejected,
     SourceRecordData,
-    SourceSettings,
     record_problems,
 )
 from connectors.http import (
     HttpClient,
+    HttpConnector,
     HttpSourceOptions,
     MappingProblem,
     advance,
@@ -32,7 +30,6 @@ from connectors.http import (
     follow_cursor,
     format_utc,
     json_type,
-    load_options,
     nested,
     now_utc,
     read_from,
@@ -87,18 +84,11 @@ class RestJsonOptions(HttpSourceOptions):
     field_names = field_names_option(DEFAULT_FIELD_NAMES)
 
 
-class RestJsonConnector(Connector):
+class RestJsonConnector(HttpConnector):
     kind = "rest-json"
     options_schema = RestJsonOptions
+    default_field_names = DEFAULT_FIELD_NAMES
     secret_options = {"api_key_env": "api_key"}
-
-    def __init__(
-        self, settings: SourceSettings, *, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
-        super().__init__(settings)
-        self.config = load_options(RestJsonOptions, settings)
-        self.names = {**DEFAULT_FIELD_NAMES, **self.config["field_names"]}
-        self.sleep = sleep  # tests pass a no-op so retries do not wait
 
     def read(self, state: Mapping[str, Any] | None) -> Iterator[Batch]:
         """Yield one batch per page.

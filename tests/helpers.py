@@ -9,30 +9,10 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from connectors.base import load_registry
+from connectors.csv_drop import COLUMNS
 from coordination.config import Config, parse_config
 
-CSV_HEADER = [
-    "KontaktID",
-    "Dato",
-    "CVR",
-    "PNummer",
-    "Virksomhed",
-    "Adresse",
-    "Postnr",
-    "By",
-    "Kontaktform",
-    "Formål",
-    "Kontaktperson",
-    "KontaktpersonEmail",
-    "KontaktpersonTelefon",
-    "Medarbejder",
-    "MedarbejderEmail",
-    "Rekrutteringsbehov",
-    "Kompetencebehov",
-    "KoordineretMed",
-    "Status",
-    "Note",
-]
+CSV_HEADER = list(COLUMNS)
 
 
 def csv_row(**values: str) -> dict[str, str]:
