@@ -344,7 +344,10 @@ def parse_utc(value: Any) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise ValueError(f"timestamp out of range: {value!r}") from exc
 
 
 # --- mapping JSON items onto canonical records ------------------------------------------------

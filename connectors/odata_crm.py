@@ -190,6 +190,9 @@ class ODataCrmConnector(HttpConnector):
             record = self._record(item)
         except MappingProblem as exc:
             return Rejected(item, str(exc), source_id)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # A value of a shape no check foresaw (fuzzing finds them): quarantine, never crash.
+            return Rejected(item, f"unreadable item: {type(exc).__name__}: {exc}", source_id)
         problem = record_problems(record)
         if problem:
             return Rejected(item, problem, source_id)
@@ -228,12 +231,19 @@ class ODataCrmConnector(HttpConnector):
         if start.tzinfo is None:
             # Without an offset the Copenhagen date is a guess that may be a day off.
             raise MappingProblem(f"{key}: datetime without a UTC offset: {value!r}")
-        return start.astimezone(COPENHAGEN).date()
+        try:
+            return start.astimezone(COPENHAGEN).date()
+        except OverflowError as exc:
+            raise MappingProblem(f"{key}: datetime out of range: {value!r}") from exc
 
     def _status(self, item: dict[str, Any]) -> str:
         key = self.names["statecode"]
         value = item.get(key)
-        if isinstance(value, bool) or value not in STATUS_BY_STATECODE:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value not in STATUS_BY_STATECODE
+        ):
             raise MappingProblem(f"{key}: unknown state {value!r} (expected 0, 1 or 2)")
         return STATUS_BY_STATECODE[value]
 

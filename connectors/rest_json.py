@@ -156,6 +156,9 @@ class RestJsonConnector(HttpConnector):
             record = self._deleted(item) if self._is_deleted(item) else self._record(item)
         except MappingProblem as exc:
             return Rejected(item, str(exc), source_id)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # A value of a shape no check foresaw (fuzzing finds them): quarantine, never crash.
+            return Rejected(item, f"unreadable item: {type(exc).__name__}: {exc}", source_id)
         problem = record_problems(record)
         if problem:
             return Rejected(item, problem, source_id)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
 
-from connectors.base import Batch, Rejected, SourceRecordData, record_problems
+from connectors.base import Batch, Rejected, SourceRecordData, plain, record_problems
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
 from coordination.redaction import redact_cpr, redact_mapping
@@ -118,9 +118,13 @@ def _checked(records: Sequence[SourceRecordData]) -> tuple[list[SourceRecordData
 
 
 def content_hash(record: SourceRecordData) -> str:
-    data = dataclasses.asdict(record)
-    for volatile in ("raw", "modified_at"):
-        data.pop(volatile)
+    """SHA-256 of the canonical record without its raw item and its change time. Built field by
+    field (``asdict`` would deep-copy the raw item only to drop it); the JSON is the same."""
+    data = {
+        f.name: plain(getattr(record, f.name))
+        for f in dataclasses.fields(record)
+        if f.name not in ("raw", "modified_at")
+    }
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 

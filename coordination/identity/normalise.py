@@ -7,6 +7,7 @@ comparison keys, not display values.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -58,6 +59,11 @@ def valid_cvr(raw: str | None) -> str | None:
     Spaces, dots, ``-`` and a leading ``DK`` are ignored: ``"DK-12 34 56 78"`` is read as
     ``"12345678"``. An invalid number is never returned: it must not be used as an identity.
     """
+    return _valid_cvr(raw) if isinstance(raw, str) else None
+
+
+@functools.lru_cache(maxsize=65536)  # the pipeline asks several times per record
+def _valid_cvr(raw: str) -> str | None:
     digits = cvr_digits(raw)
     if digits is None or len(digits) != 8 or not stdnum_cvr.is_valid(digits):
         return None
