@@ -113,10 +113,10 @@ def parse_json(response: requests.Response) -> Any:
     """The body as JSON; an answer that is not JSON is malformed, so retrying will not help."""
     try:
         return response.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise FatalError(
             f"{response.request.method} {_short(response.url)} answered with a body that is "
-            f"not JSON: {_excerpt(response)}"
+            f"not JSON (or unusably deep): {_excerpt(response)}"
         ) from exc
 
 

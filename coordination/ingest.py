@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -131,7 +132,7 @@ def content_hash(record: SourceRecordData) -> str:
 
 def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any]:
     company, consultant = r.company, r.consultant
-    return {
+    row = {
         "source_id": source_id,
         "external_id": r.source_id,
         "content_hash": content_hash(r),
@@ -142,19 +143,20 @@ def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any
         "cvr_raw": company.cvr,
         "cvr": valid_cvr(company.cvr),
         "p_number": clean_p_number(company.p_number),
-        "company_name": company.name,
-        "address": company.address,
+        "company_name": redact_cpr(company.name),
+        "address": redact_cpr(company.address),
         "postcode": company.postcode,
-        "city": company.city,
-        "consultant_name": consultant.name if consultant else None,
+        "city": redact_cpr(company.city),
+        "consultant_name": redact_cpr(consultant.name) if consultant else None,
         "consultant_email": consultant.email if consultant else None,
-        "joint_with": list(r.joint_with),
+        "joint_with": [redact_cpr(j) for j in r.joint_with],
         "notes": redact_cpr(r.notes),
         "payload": redact_mapping(_payload(r)),
         "modified_at": r.modified_at,
         "first_seen_at": now,
         "last_seen_at": now,
     }
+    return {name: storable(value) for name, value in row.items()}
 
 
 def _payload(r: SourceRecordData) -> dict[str, Any]:
@@ -242,8 +244,8 @@ def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) 
                 {
                     "source_record_id": ids_by_external[external_id],
                     "type": need.type,
-                    "code": need.code,
-                    "label": need.label,
+                    "code": storable(need.code),
+                    "label": storable(redact_cpr(need.label)),
                     "taxonomy_code": code,
                     "mapping_method": method,
                 }
@@ -271,7 +273,7 @@ def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.d
     table = QuarantinedRecord.__table__
     by_key: dict[str, dict[str, Any]] = {}
     for item in rejected:
-        payload = redact_mapping(_jsonable(item.raw))
+        payload = redact_mapping(storable(_jsonable(item.raw)))
         key = (
             item.source_id
             or "sha256:"
@@ -316,6 +318,20 @@ def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.d
         )
         session.connection().execute(statement, seen)
     return len(by_key)
+
+
+def storable(value: Any) -> Any:
+    """JSON every database takes: NUL characters dropped from text, and NaN and infinities
+    (which Python's JSON reader accepts but PostgreSQL's json type refuses) kept as text."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
 
 
 def _jsonable(raw: Any) -> Any:

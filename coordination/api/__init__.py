@@ -68,7 +68,17 @@ def healthz():
 
 
 def error_body(code: int, status: str, message: str, errors: dict | None = None) -> dict:
-    return {"code": code, "status": status, "message": message, "errors": errors or {}}
+    return {"code": code, "status": status, "message": message, "errors": _text_keys(errors or {})}
+
+
+def _text_keys(messages):
+    """Validation messages with every key a string: marshmallow keys list items by index, and a
+    mix of int and str keys cannot be serialised as sorted JSON."""
+    if isinstance(messages, dict):
+        return {str(key): _text_keys(value) for key, value in messages.items()}
+    if isinstance(messages, list | tuple):
+        return [_text_keys(value) for value in messages]
+    return messages
 
 
 def _http_error(exc: HTTPException):

@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 from sqlalchemy import func, select
 
+from coordination.api.approaches import documented_errors
 from coordination.api.auth import requires
 from coordination.api.common import PageArgs, audit, caller, page_schema, unit_of_work
 from coordination.models import AuditEntry
@@ -54,9 +55,10 @@ class ErasureResultSchema(Schema):
 
 @blp.route("/audit")
 class AuditLog(MethodView):
+    @requires("admin")
     @blp.arguments(AuditArgs, location="query")
     @blp.response(200, AuditPage)
-    @requires("admin")
+    @documented_errors(401, 403)
     def get(self, args):
         """The audit log, newest first. It cannot be altered through the API."""
         query = select(AuditEntry)
@@ -86,10 +88,11 @@ class AuditLog(MethodView):
 
 @blp.route("/admin/erasures")
 class Erasures(MethodView):
+    @requires("admin")
     @blp.arguments(ErasureRequest)
     @blp.response(200, ErasureResultSchema)
     @blp.alt_response(422, description="Neither a valid e-mail nor a phone number was given")
-    @requires("admin")
+    @documented_errors(401, 403)
     def post(self, body):
         """Erase one contact person (by e-mail or phone) from every source's stored data."""
         who = caller()

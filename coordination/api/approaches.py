@@ -3,6 +3,7 @@ flags blueprints share."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -34,21 +35,35 @@ def documented_errors(*codes: int) -> Callable:
     return decorate
 
 
+# The forms of a CVR number the API accepts: 8 ASCII digits, optionally after "DK" and with
+# spaces, dots or hyphens between them ("DK-25 31 37 63"). Documented in the OpenAPI document,
+# so a client (and schemathesis) knows that anything else is refused.
+CVR_PATTERN = r"^ *(?:[Dd][Kk])?[ .-]*(?:[0-9][ .-]*){8}$"
+_CVR_FORM = re.compile(CVR_PATTERN)
+
+
+def api_cvr(text: str) -> str | None:
+    """The 8 digits of a CVR number given to the API in one of the documented forms, when its
+    modulus-11 check digit is right; else None."""
+    return valid_cvr(text) if len(text) <= 40 and _CVR_FORM.fullmatch(text) else None
+
+
 class CvrField(fields.String):
-    """A CVR number: 8 digits passing the modulus-11 check (spaces, ``DK`` and ``-`` allowed);
-    deserialises to the 8 digits."""
+    """A CVR number: 8 digits passing the modulus-11 check (spaces, dots, ``DK`` and ``-``
+    allowed, see :data:`CVR_PATTERN`); deserialises to the 8 digits."""
 
     def __init__(self, **kwargs) -> None:
         metadata = {
             "description": "CVR number: 8 digits with a valid modulus-11 check digit",
             "example": "25313763",
+            "pattern": CVR_PATTERN,
+            "maxLength": 40,
             **kwargs.pop("metadata", {}),
         }
         super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        cvr = valid_cvr(text) if len(text) <= 40 else None
+        cvr = api_cvr(super()._deserialize(value, attr, data, **kwargs))
         if cvr is None:
             raise ValidationError("not a valid CVR number (8 digits, modulus-11 check digit)")
         return cvr

@@ -15,10 +15,12 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from coordination.api.approaches import (
+    CVR_PATTERN,
     MAX_ID,
     NO_NUL,
     ApproachViewSchema,
     CvrField,
+    api_cvr,
     documented_errors,
 )
 from coordination.api.auth import requires
@@ -42,7 +44,6 @@ from coordination.companies import (
     planned_for,
     search_companies,
 )
-from coordination.identity.normalise import valid_cvr
 from coordination.models import Company
 
 blp = Blueprint("companies", __name__, url_prefix="/api/v1", description="companies")
@@ -53,7 +54,7 @@ _CVR_PATH = {
     "in": "path",
     "name": "cvr",
     "description": "CVR number (8 digits, modulus-11 check digit); 422 when malformed",
-    "schema": {"type": "string", "example": "25313763"},
+    "schema": {"type": "string", "pattern": CVR_PATTERN, "maxLength": 40, "example": "25313763"},
 }
 _ID_PATH = {
     "in": "path",
@@ -251,7 +252,7 @@ Reference = tuple[str, object]
 
 
 def _by_cvr(raw: str) -> Reference:
-    cvr = valid_cvr(raw) if len(raw) <= 40 else None
+    cvr = api_cvr(raw)
     if cvr is None:
         abort(
             422,

@@ -13,6 +13,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from connectors.base import NEED_TYPES
+from coordination.api.approaches import documented_errors
 from coordination.api.auth import requires
 from coordination.api.common import PageArgs, audit, caller, config, page_schema, unit_of_work
 from coordination.needs.codelists import load_codelists
@@ -47,6 +48,7 @@ _REPORT_FORMATS = (
     "then the totals; suppressed figures are empty cells."
 )
 _DATE = {"format": "date"}
+AREA_PATTERN = r"^(?:[a-z][a-z-]{0,98}[a-z]|[0-9]{3})$"
 
 
 # --- arguments ----------------------------------------------------------------------------------
@@ -57,7 +59,9 @@ class ReportArgs(Schema):
         required=True,
         metadata={
             "description": "A council area id (rar-oestjylland, rar-vestjylland, "
-            "region-midtjylland) or the 3-digit code of a municipality of the region"
+            "region-midtjylland) or the 3-digit code of a municipality of the region",
+            # The form of an area id; which ones exist comes from the code lists.
+            "pattern": AREA_PATTERN,
         },
     )
     from_ = fields.Date(
@@ -301,6 +305,7 @@ class NeedMappingSchema(Schema):
     content_type=XLSX_MEDIA_TYPE,
     description=_REPORT_FORMATS,
 )
+@documented_errors(401, 403)
 def competence_needs(args):
     """Competence needs by area, period and group, with the change against the previous
     period of equal length and the top needs per group; JSON, CSV or XLSX."""
@@ -331,6 +336,7 @@ def competence_needs(args):
 @requires("council")
 @blp.arguments(ReportArgs, location="query")
 @blp.response(200, CoordinationReportSchema)
+@documented_errors(401, 403)
 def coordination(args):
     """Approaches per company, organisations per company, the share of uncoordinated
     approaches and of approaches preceded by a prior-contact check, and flags per organisation
@@ -353,6 +359,7 @@ def coordination(args):
 @requires("coordinator")
 @blp.arguments(UnclassifiedArgs, location="query")
 @blp.response(200, UnclassifiedNeedPage)
+@documented_errors(401, 403)
 def unclassified_needs(args):
     """Needs that map to no taxonomy code, grouped by source, type, code and label, the most
     frequent first."""
@@ -373,6 +380,7 @@ def unclassified_needs(args):
 @blp.arguments(NeedMappingArgs)
 @blp.response(201, NeedMappingSchema)
 @blp.alt_response(200, schema=NeedMappingSchema, description="An existing mapping was changed")
+@documented_errors(401, 403)
 def add_need_mapping(args):
     """Map a delivered code and/or label (optionally of one source and need type) to a
     taxonomy code. Applies at once to the stored needs and to every later sync."""

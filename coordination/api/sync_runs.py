@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from coordination.api.approaches import documented_errors
 from coordination.api.auth import requires
 from coordination.api.common import PageArgs, audit, config, engine, page_schema, unit_of_work
 from coordination.models import Source, SyncRun, SyncRunSource
@@ -89,9 +90,10 @@ SourceHealthPage = page_schema(SourceHealthSchema, "SourceHealthPage")
 
 @blp.route("")
 class SyncRuns(MethodView):
+    @requires("admin")
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, SyncRunPage)
-    @requires("admin")
+    @documented_errors(401, 403)
     def get(self, args):
         """History of sync runs, newest first, with counts per source."""
         with Session(engine()) as session:
@@ -110,10 +112,11 @@ class SyncRuns(MethodView):
             "total": total,
         }
 
+    @requires("admin")
     @blp.arguments(StartSyncSchema, required=False)
     @blp.response(202, SyncRunSchema)
     @blp.alt_response(409, description="A sync run is already in progress (the sync lock is held).")
-    @requires("admin")
+    @documented_errors(401, 403)
     def post(self, args):
         """Start a sync run in the background; answers at once with the run (status running).
 
@@ -144,9 +147,10 @@ class SyncRuns(MethodView):
 
 @blp.route("/<int:run_id>")
 class SyncRunById(MethodView):
+    @requires("admin")
     @blp.response(200, SyncRunSchema)
     @blp.alt_response(404, description="No such sync run.")
-    @requires("admin")
+    @documented_errors(401, 403)
     def get(self, run_id):
         """One sync run with its counts per source."""
         with Session(engine()) as session:
@@ -158,9 +162,10 @@ class SyncRunById(MethodView):
 
 @blp.route("/sources")
 class SourceStaleness(MethodView):
+    @requires("admin")
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, SourceHealthPage)
-    @requires("admin")
+    @documented_errors(401, 403)
     def get(self, args):
         """Every configured source with its last successful sync and whether it is stale (it
         failed on its last run, has not succeeded for more than 48 hours, or never has)."""

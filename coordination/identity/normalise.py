@@ -77,7 +77,7 @@ def cvr_digits(raw: str | None) -> str | None:
     compact = _CVR_NOISE.sub("", str(raw)).upper()
     compact = compact.removeprefix("DK")
     compact = _CVR_NOISE.sub("", compact)
-    return compact if compact.isdigit() else None
+    return compact if compact.isascii() and compact.isdigit() else None
 
 
 def clean_p_number(raw: str | None) -> str | None:
