@@ -27,11 +27,17 @@ Invariants every step keeps:
 
 Blocking keeps the cost per record independent of the number of known companies: steps 1-3 are
 dictionary look-ups, and step 4 compares the name only with companies in the same postcode.
+
+Memory: the syncing process holds one entry per company for the whole run (hundreds of
+thousands), so the index keeps each company as a plain tuple, with postcodes interned, a lone
+P-number as a bare string and a look-up key shared by one company as a bare id; a
+:class:`KnownCompany` is made again when asked for (``benchmarks/index_memory.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 
@@ -70,6 +76,8 @@ DEFAULT_CERTAIN = 95.0
 DEFAULT_PROPOSE = 85.0
 
 Scorer = Callable[..., float]
+
+_NO_P_NUMBERS: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,6 +169,13 @@ class _Block:
     keys: list[str] = dataclasses.field(default_factory=list)
 
 
+# A company as the index keeps it: (cvr, name_key, postcode, P-numbers), the P-numbers as None,
+# one string or a frozenset of several. A tuple costs what a slotted object does, and the
+# P-number needs no set of its own (over 200 bytes) when there is only one.
+_Entry = tuple[str | None, str, str | None, str | frozenset[str] | None]
+# The companies under one look-up key: nearly always one, so a bare id; else a tuple of ids.
+_Ids = int | tuple[int, ...]
+
 _Allowed = Callable[[KnownCompany], bool]
 
 
@@ -188,10 +203,11 @@ class CompanyIndex:
         self.certain = certain
         self.propose = propose
         self.scorer = scorer
-        self._companies: dict[int, KnownCompany] = {}
+        self._companies: dict[int, _Entry] = {}
         self._by_cvr: dict[str, int] = {}
-        self._by_p_number: dict[str, set[int]] = {}
-        self._by_name: dict[tuple[str, str | None], set[int]] = {}
+        self._by_p_number: dict[str, _Ids] = {}
+        # postcode -> name key -> ids: the name key is the entry's own string, not a new tuple.
+        self._by_name: dict[str | None, dict[str, _Ids]] = {}
         self._blocks: dict[str, _Block] = {}
         for company in companies:
             self.add(company)
@@ -205,10 +221,10 @@ class CompanyIndex:
         return company_id in self._companies
 
     def __iter__(self) -> Iterator[KnownCompany]:
-        return iter(self._companies.values())
+        return (self._known(company_id) for company_id in list(self._companies))
 
     def get(self, company_id: int) -> KnownCompany | None:
-        return self._companies.get(company_id)
+        return self._known(company_id) if company_id in self._companies else None
 
     def add(self, company: KnownCompany) -> None:
         """Add a company. ValueError if its id is taken or another company has its CVR."""
@@ -217,27 +233,33 @@ class CompanyIndex:
         if company.cvr is not None and company.cvr in self._by_cvr:
             owner = self._by_cvr[company.cvr]
             raise ValueError(f"CVR {company.cvr} already belongs to company {owner}")
-        self._companies[company.id] = company
+        postcode = None if company.postcode is None else sys.intern(company.postcode)
+        name_key = company.name_key
+        self._companies[company.id] = (company.cvr, name_key, postcode, _packed(company.p_numbers))
         if company.cvr is not None:
             self._by_cvr[company.cvr] = company.id
         for p_number in company.p_numbers:
-            self._by_p_number.setdefault(p_number, set()).add(company.id)
-        if company.name_key:
-            self._by_name.setdefault((company.name_key, company.postcode), set()).add(company.id)
-        if company.name_key and company.postcode is not None:
-            block = self._blocks.setdefault(company.postcode, _Block())
+            _put(self._by_p_number, p_number, company.id)
+        if name_key:
+            _put(self._by_name.setdefault(postcode, {}), name_key, company.id)
+        if name_key and postcode is not None:
+            block = self._blocks.setdefault(postcode, _Block())
             block.ids.append(company.id)
-            block.keys.append(company.name_key)
+            block.keys.append(name_key)
 
     def remove(self, company_id: int) -> KnownCompany:
         """Remove a company (e.g. merged away) and return it. KeyError if unknown."""
-        company = self._companies.pop(company_id)
+        company = self._known(company_id)
+        del self._companies[company_id]
         if company.cvr is not None:
             del self._by_cvr[company.cvr]
         for p_number in company.p_numbers:
-            _discard(self._by_p_number, p_number, company_id)
+            _drop(self._by_p_number, p_number, company_id)
         if company.name_key:
-            _discard(self._by_name, (company.name_key, company.postcode), company_id)
+            same_postcode = self._by_name[company.postcode]
+            _drop(same_postcode, company.name_key, company_id)
+            if not same_postcode:
+                del self._by_name[company.postcode]
         if company.name_key and company.postcode is not None:
             block = self._blocks[company.postcode]
             position = block.ids.index(company_id)  # O(block): removals are rare
@@ -255,6 +277,11 @@ class CompanyIndex:
         except ValueError:
             self.add(old)
             raise
+
+    def _known(self, company_id: int) -> KnownCompany:
+        """The company with this id as a :class:`KnownCompany`. KeyError if unknown."""
+        cvr, name_key, postcode, p_numbers = self._companies[company_id]
+        return KnownCompany(company_id, cvr, name_key, postcode, _unpacked(p_numbers))
 
     # --- resolution -------------------------------------------------------------------------
 
@@ -297,7 +324,7 @@ class CompanyIndex:
         return Resolution("cvr", company.id, 100.0, reason=f"valid CVR {query.cvr}")
 
     def _by_p_number_rule(self, query: _Query, allowed: _Allowed) -> Resolution | None:
-        owners = self._allowed(self._by_p_number.get(query.p_number or "", ()), allowed)
+        owners = self._allowed(_ids(self._by_p_number.get(query.p_number or "")), allowed)
         if len(owners) != 1:  # unknown, or claimed by several companies: not an identity
             return None
         company = owners[0]
@@ -307,7 +334,8 @@ class CompanyIndex:
     def _by_name_rule(self, query: _Query, allowed: _Allowed) -> Resolution | None:
         if not query.name_key:
             return None
-        same_name = self._allowed(self._by_name.get((query.name_key, query.postcode), ()), allowed)
+        same_name = self._by_name.get(query.postcode, {}).get(query.name_key)
+        same_name = self._allowed(_ids(same_name), allowed)
         company = _unambiguous(same_name)
         if company is None:
             return None
@@ -329,7 +357,7 @@ class CompanyIndex:
             score_cutoff=self.propose,
             limit=None,
         )
-        found = [(float(score), self._companies[block.ids[index]]) for _, score, index in hits]
+        found = [(float(score), self._known(block.ids[index])) for _, score, index in hits]
         found = [(score, company) for score, company in found if allowed(company)]
         return sorted(found, key=lambda hit: (-hit[0], hit[1].cvr is None, hit[1].id))
 
@@ -337,7 +365,7 @@ class CompanyIndex:
         self, query: _Query, candidates: list[tuple[float, KnownCompany]]
     ) -> Resolution | None:
         scores = {company.id: score for score, company in candidates if score >= self.certain}
-        company = _unambiguous([self._companies[company_id] for company_id in scores])
+        company = _unambiguous([self._known(company_id) for company_id in scores])
         if company is None:
             return None
         score = scores[company.id]
@@ -395,10 +423,10 @@ class CompanyIndex:
 
     def _holder_of(self, cvr: str | None) -> KnownCompany | None:
         company_id = self._by_cvr.get(cvr) if cvr else None
-        return None if company_id is None else self._companies[company_id]
+        return None if company_id is None else self._known(company_id)
 
     def _allowed(self, ids: Iterable[int], allowed: _Allowed) -> list[KnownCompany]:
-        companies = (self._companies[company_id] for company_id in ids)
+        companies = (self._known(company_id) for company_id in ids)
         return sorted((c for c in companies if allowed(c)), key=lambda c: c.id)
 
 
@@ -436,10 +464,36 @@ def _one_slip_variants(digits: str) -> Iterator[tuple[str, str]]:
                 yield digits[:i] + d + digits[i:], "one missing digit"
 
 
-def _discard(index: dict, key: object, company_id: int) -> None:
-    ids = index.get(key)
-    if ids is None:
-        return
-    ids.discard(company_id)
-    if not ids:
-        del index[key]
+def _packed(p_numbers: AbstractSet[str]) -> str | frozenset[str] | None:
+    if not p_numbers:
+        return None
+    if len(p_numbers) == 1:
+        return next(iter(p_numbers))
+    return frozenset(p_numbers)
+
+
+def _unpacked(p_numbers: str | frozenset[str] | None) -> frozenset[str]:
+    if p_numbers is None:
+        return _NO_P_NUMBERS
+    if isinstance(p_numbers, str):
+        return frozenset((p_numbers,))
+    return p_numbers
+
+
+def _ids(held: _Ids | None) -> tuple[int, ...]:
+    if held is None:
+        return ()
+    return held if isinstance(held, tuple) else (held,)
+
+
+def _put(index: dict[str, _Ids], key: str, company_id: int) -> None:
+    held = index.get(key)
+    index[key] = company_id if held is None else (*_ids(held), company_id)
+
+
+def _drop(index: dict[str, _Ids], key: str, company_id: int) -> None:
+    rest = tuple(i for i in _ids(index.get(key)) if i != company_id)
+    if not rest:
+        index.pop(key, None)
+    else:
+        index[key] = rest[0] if len(rest) == 1 else rest
