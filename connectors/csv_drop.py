@@ -1,10 +1,13 @@
 """`csv-drop`: jobcenter exports dropped as CSV files in a folder (spec: sources.md, section 2).
 
-Each matching file is read whole, identified by the SHA-256 of its bytes, and turned into batches.
-The state is ``{"files": {<sha256>: <file name>}}``: a file whose content was stored before is
-skipped, whatever its name. One file is one unit of progress: only the *last* batch of a file
-carries the state with that file's hash, so a crash half-way through a file makes the next run
-read the whole file again (the engine de-duplicates rows by content).
+Each matching file is identified by the SHA-256 of its bytes and turned into batches. A file is
+streamed, never held whole (a national export is hundreds of MB): one pass hashes it in chunks,
+a second decodes and parses it line by line, so memory stays within a batch and the longest
+line. The state is ``{"files": {<sha256>: <file name>}}``: a file whose content was stored
+before is skipped, whatever its name. One file is one unit of progress: only the *last* batch
+of a file carries the state with that file's hash (of the bytes the second pass parsed), so a
+crash half-way through a file makes the next run read the whole file again (the engine
+de-duplicates rows by content). A file that cannot be read to its end is not marked processed.
 
 Nothing in a file stops the run: undecodable bytes, rows of the wrong shape, huge fields, bad
 dates or unknown codes each become a :class:`Rejected` with a readable reason. Only a missing
@@ -23,10 +26,11 @@ import csv
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import re
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +107,7 @@ DATE_RE = re.compile(
 )
 DISCO_RE = re.compile(r"[0-9]{4}")
 BOM = b"\xef\xbb\xbf"
+READ_CHUNK = 64 * 1024  # bytes read at a time while hashing a file
 # csv.reader gets lines decoded with surrogateescape, so bytes that no encoding accepted show up
 # as lone surrogates; a row holding one is rejected.
 UNDECODABLE_RE = re.compile("[\udc80-\udcff]")
@@ -160,19 +165,19 @@ class CsvDropConnector(Connector):
     def read(self, state: Mapping[str, Any] | None) -> Iterator[Batch]:
         files = _files_from_state(state)
         for path in self._candidates():
-            content = _read_bytes(path)
-            if content is None:
+            digest = _file_digest(path)
+            if digest is None:
                 continue
-            if isinstance(content, Rejected):
+            if isinstance(digest, Rejected):
                 # Unreadable now; not marked as processed, so it is tried again next run.
-                yield Batch(records=[], rejected=[content], state={"files": dict(files)})
+                yield Batch(records=[], rejected=[digest], state={"files": dict(files)})
                 continue
-            digest = hashlib.sha256(content).hexdigest()
             if digest in files:
                 self._archive(path)
                 continue
-            done = {**files, digest: path.name}
-            yield from self._file_batches(path.name, content, files, done)
+            done = yield from self._file_batches(path, files)
+            if done is None:  # vanished or unreadable half-way: tried again next run
+                continue
             files = done
             # Reached only when the engine asks for more after storing the file's last batch.
             self._archive(path)
@@ -189,16 +194,26 @@ class CsvDropConnector(Connector):
         return sorted(paths, key=_name_then_mtime)
 
     def _file_batches(
-        self, name: str, content: bytes, before: dict[str, str], after: dict[str, str]
-    ) -> Iterator[Batch]:
-        """Batches of one file; only the last one carries ``after`` (the file marked done)."""
-        pending: list[SourceRecordData | Rejected] | None = None
-        for chunk in _chunks(_file_outcomes(name, content, self.columns), self.opts["batch_size"]):
-            if pending is not None:
-                yield _batch(pending, before)
-            pending = chunk
+        self, path: Path, before: dict[str, str]
+    ) -> Generator[Batch, None, dict[str, str] | None]:
+        """Batches of one file; only the last one carries the file marked done, which is also
+        returned. None when the file could not be read to its end (it stays not done)."""
+        reading = _Reading(path)
+        outcomes = _file_outcomes(path.name, reading.lines(), self.columns)
+        size = self.opts["batch_size"]
+        chunk = list(itertools.islice(outcomes, size))
+        # One outcome ahead, not one batch: enough to know whether this batch is the file's last.
+        while (following := next(outcomes, None)) is not None:
+            yield _batch(chunk, before)
+            chunk = [following]  # the yielded batch is the engine's alone while this one fills
+            chunk.extend(itertools.islice(outcomes, size - 1))
+        if reading.error is not None:
+            yield from _failed_batch(path, reading.error, chunk, before)
+            return None
+        after = {**before, reading.digest.hexdigest(): path.name}
         # An empty file still yields one (empty) batch, so that its hash is stored.
-        yield _batch(pending or [], after)
+        yield _batch(chunk, after)
+        return after
 
     def _archive(self, path: Path) -> None:
         if self.archive is None:
@@ -232,25 +247,61 @@ def _name_then_mtime(path: Path) -> tuple[str, float]:
         return path.name, 0.0
 
 
-def _read_bytes(path: Path) -> bytes | Rejected | None:
-    """The file's bytes; None when it vanished since listing; Rejected when it cannot be read."""
+def _file_digest(path: Path) -> str | Rejected | None:
+    """SHA-256 of the file, read in chunks; None when it vanished since listing; Rejected when
+    it cannot be read."""
+    digest = hashlib.sha256()
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            while chunk := handle.read(READ_CHUNK):
+                digest.update(chunk)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        return Rejected(raw={"_file": path.name}, reason=f"cannot read file {path.name}: {exc}")
+        return _unreadable(path, exc)
+    return digest.hexdigest()
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _unreadable(path: Path, exc: OSError) -> Rejected:
+    return Rejected(raw={"_file": path.name}, reason=f"cannot read file {path.name}: {exc}")
+
+
+class _Reading:
+    """One pass over a file: its lines as bytes, the SHA-256 of what was read, and the error
+    that ended the pass early, if any (kept rather than raised, so that the rows read before
+    it still come out as batches)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.error: OSError | None = None
+
+    def lines(self) -> Iterator[bytes]:
+        """The lines as ``bytes.splitlines(keepends=True)`` of the whole file would give them,
+        a leading BOM dropped: a file line ends at b"\n", and within one only a lone b"\r"
+        can still split it."""
+        try:
+            with self.path.open("rb") as handle:
+                for number, line in enumerate(handle):
+                    self.digest.update(line)
+                    if number == 0 and line.startswith(BOM):
+                        line = line[len(BOM) :]
+                    yield from line.splitlines(keepends=True)
+        except OSError as exc:
+            self.error = exc
+
+
+def _failed_batch(
+    path: Path, error: OSError, pending: list[SourceRecordData | Rejected], files: dict[str, str]
+) -> Iterator[Batch]:
+    """The rows read before ``error``, and the error itself unless the file simply vanished;
+    with the state before the file."""
+    if isinstance(error, FileNotFoundError) and not pending:
+        return
+    batch = _batch(pending, files)
+    if not isinstance(error, FileNotFoundError):
+        batch.rejected.append(_unreadable(path, error))
+    yield batch
 
 
 def _batch(outcomes: list[SourceRecordData | Rejected], files: dict[str, str]) -> Batch:
@@ -264,20 +315,14 @@ def _batch(outcomes: list[SourceRecordData | Rejected], files: dict[str, str]) -
 # --- decoding and parsing ---------------------------------------------------------------------
 
 
-def _decode_lines(content: bytes) -> list[str]:
-    """Decode line by line: UTF-8 (a leading BOM dropped), else Windows-1252.
+def _decode_line(line: bytes) -> str:
+    """Decode one line: UTF-8, else Windows-1252.
 
     Danish text in Windows-1252 (æ = 0xE6 followed by a letter) is never valid UTF-8, so for a
     clean file this equals choosing one encoding for the whole file; a file with mixed lines
     (two exports pasted together) still reads correctly. Bytes neither accepts (0x81, 0x8D, ...
     in invalid UTF-8) are kept as surrogates so that the row holding them is rejected.
     """
-    if content.startswith(BOM):
-        content = content[len(BOM) :]
-    return [_decode_line(line) for line in content.splitlines(keepends=True)]
-
-
-def _decode_line(line: bytes) -> str:
     for encoding in ("utf-8", "cp1252"):
         try:
             return line.decode(encoding)
@@ -286,7 +331,7 @@ def _decode_line(line: bytes) -> str:
     return line.decode("utf-8", "surrogateescape")
 
 
-def _parse_rows(lines: list[str]) -> Iterator[tuple[int, list[str] | None, str | None]]:
+def _parse_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """(line number, fields, None) per row, or (line number, None, error) for a broken row.
 
     Blank rows are skipped: they carry nothing to quarantine."""
@@ -305,9 +350,9 @@ def _parse_rows(lines: list[str]) -> Iterator[tuple[int, list[str] | None, str |
 
 
 def _file_outcomes(
-    name: str, content: bytes, columns: Mapping[str, str]
+    name: str, lines: Iterable[bytes], columns: Mapping[str, str]
 ) -> Iterator[SourceRecordData | Rejected]:
-    rows = _parse_rows(_decode_lines(content))
+    rows = _parse_rows(map(_decode_line, lines))
     header: _Header | None = None
     for line_no, row, error in rows:
         if header is None:

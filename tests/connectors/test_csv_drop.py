@@ -7,12 +7,14 @@ import datetime as dt
 import hashlib
 import io
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 from marshmallow import ValidationError
 
+import connectors.csv_drop
 from connectors.base import Batch, FatalError, NeedRef, PersonRef, SourceSettings
 from connectors.csv_drop import COLUMNS, CsvDropConnector, CsvDropOptions
 
@@ -113,7 +115,7 @@ def test_danish_letters_survive_every_encoding(tmp_path: Path, encoding: str) ->
     assert record.raw["Virksomhed"] == "Søren Bæk Ålborg ApS"
 
 
-@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+@pytest.mark.parametrize("newline", ["\r\n", "\n", "\r"])
 def test_crlf_and_lf_line_ends(tmp_path: Path, newline: str) -> None:
     content = csv_bytes([row(), row(KontaktID="1002")], newline=newline)
     batches = read_one(tmp_path, content)
@@ -436,6 +438,100 @@ def test_exact_multiple_of_batch_size_has_no_empty_tail(tmp_path: Path) -> None:
     assert [len(b.records) for b in batches] == [2, 2]
     assert batches[0].state == {"files": {}}
     assert sha(content) in batches[1].state["files"]
+
+
+# --- streaming: memory and files that change or fail while read ------------------------------
+
+
+def test_a_large_file_is_read_in_memory_bounded_by_the_batch_not_the_file(tmp_path: Path) -> None:
+    # 4,000 rows with a 2 KB note each: an 8.5 MB file, several hashing chunks.
+    note = "Lang note om virksomhedens behov. " * 60
+    content = csv_bytes([row(KontaktID=str(n), Note=note) for n in range(4000)])
+    drop(tmp_path, "virksomhedskontakter_1.csv", content)
+    conn = connector(tmp_path, batch_size=20)
+    count, last_state = 0, None
+    tracemalloc.start()
+    try:
+        for batch in conn.read(None):  # each batch dropped before the next, as the engine does
+            count += len(batch.records)
+            last_state = batch.state
+            del batch
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 4000
+    assert last_state == {"files": {sha(content): "virksomhedskontakter_1.csv"}}
+    # Reading the file whole held its bytes and its decoded lines: over twice its size.
+    assert len(content) > 8_000_000
+    assert peak < len(content) / 8
+
+
+def test_a_file_that_fails_half_way_is_not_marked_processed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = csv_bytes([row(KontaktID=str(n)) for n in range(5)])
+    path = drop(tmp_path, "virksomhedskontakter_1.csv", content)
+    real_open = Path.open
+    opened = []
+
+    def failing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, *args, **kwargs)
+        opened.append(self)
+        if self != path or len(opened) < 2:  # the hashing pass reads it whole
+            return handle
+        return _FailingAfter(handle, lines=3)  # the header and two rows, then EIO
+
+    monkeypatch.setattr(Path, "open", failing_open)
+    batches = run(connector(tmp_path, batch_size=10))
+    assert [r.source_id for r in records(batches)] == ["0", "1"]
+    [failure] = rejected(batches)
+    assert "cannot read file virksomhedskontakter_1.csv" in failure.reason
+    assert [b.state for b in batches] == [{"files": {}}]  # read again next run
+    monkeypatch.undo()
+    again = run(connector(tmp_path, batch_size=10), batches[-1].state)
+    assert len(records(again)) == 5
+    assert again[-1].state == {"files": {sha(content): "virksomhedskontakter_1.csv"}}
+
+
+class _FailingAfter:
+    """A binary file whose iteration raises EIO after ``lines`` lines."""
+
+    def __init__(self, handle: Any, lines: int) -> None:
+        self.handle, self.left = handle, lines
+
+    def __enter__(self) -> _FailingAfter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    def __iter__(self) -> _FailingAfter:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.left == 0:
+            raise OSError(5, "Input/output error")
+        self.left -= 1
+        return next(self.handle)
+
+
+def test_a_file_rewritten_between_hashing_and_parsing_is_stored_under_the_parsed_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = csv_bytes([row(KontaktID="1")])
+    second = csv_bytes([row(KontaktID="2")])
+    path = drop(tmp_path, "virksomhedskontakter_1.csv", first)
+    real_digest = connectors.csv_drop._file_digest
+
+    def digest_then_rewrite(target: Path) -> Any:
+        digest = real_digest(target)
+        path.write_bytes(second)  # the exporter was still writing
+        return digest
+
+    monkeypatch.setattr(connectors.csv_drop, "_file_digest", digest_then_rewrite)
+    batches = run(connector(tmp_path))
+    assert [r.source_id for r in records(batches)] == ["2"]
+    assert batches[-1].state == {"files": {sha(second): "virksomhedskontakter_1.csv"}}
 
 
 # --- archive and the untouched folder ---------------------------------------------------------
