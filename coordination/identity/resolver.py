@@ -235,10 +235,11 @@ class CompanyIndex:
             raise ValueError(f"CVR {company.cvr} already belongs to company {owner}")
         postcode = None if company.postcode is None else sys.intern(company.postcode)
         name_key = company.name_key
-        self._companies[company.id] = (company.cvr, name_key, postcode, _packed(company.p_numbers))
+        p_numbers = _packed(company.p_numbers)
+        self._companies[company.id] = (company.cvr, name_key, postcode, p_numbers)
         if company.cvr is not None:
             self._by_cvr[company.cvr] = company.id
-        for p_number in company.p_numbers:
+        for p_number in _unpacked(p_numbers):
             _put(self._by_p_number, p_number, company.id)
         if name_key:
             _put(self._by_name.setdefault(postcode, {}), name_key, company.id)
@@ -464,12 +465,11 @@ def _one_slip_variants(digits: str) -> Iterator[tuple[str, str]]:
                 yield digits[:i] + d + digits[i:], "one missing digit"
 
 
-def _packed(p_numbers: AbstractSet[str]) -> str | frozenset[str] | None:
-    if not p_numbers:
-        return None
-    if len(p_numbers) == 1:
-        return next(iter(p_numbers))
-    return frozenset(p_numbers)
+def _packed(p_numbers: Iterable[str]) -> str | frozenset[str] | None:
+    unique = p_numbers if isinstance(p_numbers, frozenset) else frozenset(p_numbers)
+    if len(unique) > 1:
+        return unique
+    return next(iter(unique), None)
 
 
 def _unpacked(p_numbers: str | frozenset[str] | None) -> frozenset[str]:

@@ -240,6 +240,56 @@ def test_removed_company_is_no_longer_found():
     assert len(index) == 0
 
 
+def test_the_index_gives_back_the_companies_it_was_given():
+    companies = [
+        known(1, "Alfa ApS", cvr=CVR_A),
+        known(2, "Beta", postcode=None, p_numbers={P_NUMBER}),
+        known(3, "Gamma", p_numbers={P_NUMBER, "1012345679"}),
+    ]
+    index = CompanyIndex(companies)
+    assert [index.get(c.id) for c in companies] == companies
+    assert sorted(index, key=lambda c: c.id) == companies
+    assert index.remove(3) == companies[2]
+    assert index.get(3) is None and 3 not in index
+
+
+def test_a_p_number_of_several_companies_identifies_one_again_once_the_others_are_gone():
+    index = CompanyIndex(
+        [
+            known(1, "Alfa", p_numbers={P_NUMBER}),
+            known(2, "Beta", postcode="9000", p_numbers={P_NUMBER}),
+            known(3, "Gamma", postcode="7000", p_numbers={P_NUMBER, "1012345679"}),
+        ]
+    )
+    probe = record("Helt Andet", postcode="6000", p_number=P_NUMBER)
+    assert outcome(index.resolve(probe)) == ("unresolved", None, None)
+    index.remove(2)
+    assert outcome(index.resolve(probe)) == ("unresolved", None, None)
+    index.remove(1)
+    assert outcome(index.resolve(probe)) == ("p_number", 3, None)
+    index.update(known(3, "Gamma", postcode="7000"))
+    assert outcome(index.resolve(probe)) == ("unresolved", None, None)
+
+
+def test_a_name_of_several_companies_in_a_postcode_identifies_one_again_once_the_others_are_gone():
+    index = CompanyIndex(
+        [
+            known(1, "Hansen VVS", cvr=CVR_A),
+            known(2, "Hansen VVS ApS", cvr=CVR_B),
+            known(3, "Hansen VVS", postcode=None),
+            known(4, "Hansen VVS", postcode="9000"),
+        ]
+    )
+    assert outcome(index.resolve(record("Hansen VVS"))) == ("unresolved", None, 1)
+    index.remove(1)
+    assert outcome(index.resolve(record("Hansen VVS"))) == ("name_postcode", 2, None)
+    index.remove(2)
+    assert outcome(index.resolve(record("Hansen VVS"))) == ("unresolved", None, None)
+    for postcode, company_id in ((None, 3), ("9000", 4)):
+        result = index.resolve(record("Hansen VVS", postcode=postcode))
+        assert outcome(result) == ("name_postcode", company_id, None)
+
+
 def test_updated_company_is_found_by_its_new_cvr():
     index = CompanyIndex([known(1, "Alfa")])
     index.update(known(1, "Alfa", cvr=CVR_A))
