@@ -59,6 +59,7 @@ from coordination.identity.normalise import (
 from coordination.models import (
     Approach,
     ApproachOrganisation,
+    AuditEntry,
     Company,
     ContactPerson,
     Organisation,
@@ -69,6 +70,15 @@ from coordination.models import (
     utcnow,
 )
 from coordination.needs.codelists import load_codelists
+from coordination.prior_contact_read import (
+    SUMMARY_LONG_DAYS,
+    SUMMARY_SHORT_DAYS,
+    Snapshot,
+    insert_check,
+    local_date,
+    read_snapshot,
+)
+from coordination.rules import CheckFacts, evaluate_company
 from coordination.timeutil import local_today
 
 # Bounds on the work of one name search: names compared per query word on each side of it in
@@ -80,8 +90,6 @@ MIN_NAME_SCORE = 75.0  # rapidfuzz WRatio, 0-100
 OTHER_ORGANISATION_TYPE = "other"
 STALE_AFTER = dt.timedelta(hours=48)
 MERGE_DEPTH_LIMIT = 20  # a merge chain longer than this is a data error, not a company
-SUMMARY_SHORT_DAYS = 30
-SUMMARY_LONG_DAYS = 90
 
 _APPROACH = Approach.__table__
 _PREFIX_CHARS = re.compile(r"[a-z0-9]+")
@@ -171,7 +179,7 @@ def _listed(session: Session, conditions: list, page: int, page_size: int):
         .offset((page - 1) * page_size)
         .limit(page_size)
     ).scalars()
-    return [_hit(company, None) for company in companies], total
+    return [hit(company, None) for company in companies], total
 
 
 def _name_matches(
@@ -196,7 +204,7 @@ def _name_matches(
             select(Company).where(Company.id.in_([cid for _, cid, _ in chosen]))
         ).scalars()
     }
-    return [_hit(by_id[cid], round(score, 1)) for score, cid, _ in chosen], len(ranked)
+    return [hit(by_id[cid], round(score, 1)) for score, cid, _ in chosen], len(ranked)
 
 
 def _best_first(entry: tuple[float, int, str]) -> tuple[float, str, int]:
@@ -245,7 +253,8 @@ def _next_prefix(prefix: str) -> str | None:
     return None
 
 
-def _hit(company: Company, score: float | None) -> dict:
+def hit(company: Company, score: float | None) -> dict:
+    """A company as a search result lists it."""
     return {
         "id": company.id,
         "cvr": company.cvr,
@@ -297,7 +306,7 @@ def company_detail(session: Session, company: Company, with_contacts: bool) -> d
         .order_by(ProductionUnit.p_number)
     ).scalars()
     detail = {
-        **_hit(company, None),
+        **hit(company, None),
         "industry_section": company.industry_section,
         "size_band": company.size_band,
         "production_units": [
@@ -394,10 +403,36 @@ def check_prior_contact(
     consultant: str | None,
     days: int,
     with_contacts: bool,
+    audit: dict | None = None,
 ) -> dict:
-    """Record the check (:func:`record_check`) and answer it (:func:`prior_contact`)."""
+    """Record the check and answer it (:func:`prior_contact`), with the check's id,
+    organisation and time under ``"check"``.
+
+    ``audit`` (the column values of an :class:`~coordination.models.AuditEntry`) is stored
+    with the check. The common case costs one read and one write (see
+    :mod:`coordination.prior_contact_read`); when the check changes the company's coordination,
+    or the organisation is new, it falls back to :func:`record_check` and a full re-read, so
+    the answer and the stored flags are always those of the rules.
+    """
     today = local_today(config.schedule.timezone)
-    check = record_check(session, company.id, organisation, consultant, config.rules, today)
+    at = utcnow()
+    snapshot = read_snapshot(session, company.id, organisation, days, today)
+    if snapshot.organisation is not None and not _check_changes_coordination(
+        snapshot, config.rules, today, at
+    ):
+        check_id = insert_check(
+            session, company.id, snapshot.organisation[0], consultant, at, audit
+        )
+        answer = snapshot.answer(company, config, organisation, with_contacts, at)
+        answer["check"] = {
+            "id": check_id,
+            "organisation": snapshot.organisation[1],
+            "checked_at": at,
+        }
+        return answer
+    check = record_check(session, company.id, organisation, consultant, config.rules, today, at)
+    if audit is not None:
+        session.add(AuditEntry(**audit))
     answer = prior_contact(session, company, config, organisation, days, with_contacts, today)
     answer["check"] = {
         "id": check.id,
@@ -405,6 +440,24 @@ def check_prior_contact(
         "checked_at": check.checked_at,
     }
     return answer
+
+
+def _check_changes_coordination(
+    snapshot: Snapshot, rules: Rules, today: dt.date, at: dt.datetime
+) -> bool:
+    """Whether evaluating the company with the new check (as ``flagging.evaluate_companies``
+    would, right after storing it) changes any approach's coordination or any flag."""
+    checks = [*snapshot.check_facts(), CheckFacts(snapshot.organisation[1], local_date(at))]
+    evaluation = evaluate_company(
+        snapshot.approach_facts(today), checks, snapshot.existing_flags(), rules
+    )
+    if evaluation.changes.create or evaluation.changes.update:
+        return True
+    return any(
+        bool(a["coordinated"]) == (a["id"] in evaluation.uncoordinated)
+        for a in snapshot.approaches
+        if a["date"] <= today
+    )
 
 
 def prior_contact(
@@ -466,17 +519,28 @@ def source_freshness(
     """Per configured source: its organisation, last successful sync, last run's status, and
     whether it is stale (never succeeded, its last run did not succeed, or its last success is
     more than 48 hours old)."""
+    rows = session.execute(
+        select(Source.name, Source.last_success_at, Source.last_status).where(
+            Source.name.in_([s.name for s in sources])
+        )
+    )
     stored = {
-        source.name: source
-        for source in session.execute(
-            select(Source).where(Source.name.in_([s.name for s in sources]))
-        ).scalars()
+        name: {"last_success_at": last_success_at, "last_status": last_status}
+        for name, last_success_at, last_status in rows
     }
+    return freshness(sources, stored, now)
+
+
+def freshness(
+    sources: tuple[SourceConfig, ...], stored: dict[str, dict], now: dt.datetime
+) -> list[dict]:
+    """:func:`source_freshness` from the stored sources' ``last_success_at`` and
+    ``last_status`` by name."""
     answer = []
     for configured in sources:
         source = stored.get(configured.name)
-        last_success = _aware(source.last_success_at) if source else None
-        last_status = source.last_status if source else None
+        last_success = _aware(source["last_success_at"]) if source else None
+        last_status = source["last_status"] if source else None
         answer.append(
             {
                 "source": configured.name,
@@ -599,6 +663,8 @@ __all__ = [
     "contact_summary",
     "delete_planned_visit",
     "find_organisation",
+    "freshness",
+    "hit",
     "local_today",
     "municipality_code_for",
     "organisation_named",

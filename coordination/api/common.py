@@ -50,17 +50,21 @@ def caller() -> Caller:
 
 def audit(session: Session, action: str, target: str | None = None, **details: Any) -> None:
     """Record who did what; the audit log is append-only (no API alters it)."""
+    session.add(AuditEntry(**audit_values(action, target, **details)))
+
+
+def audit_values(action: str, target: str | None = None, **details: Any) -> dict[str, Any]:
+    """The column values of an audit entry of the caller, for a service function that stores
+    it together with its own writes."""
     who: Caller | None = g.get("caller")
-    session.add(
-        AuditEntry(
-            actor=who.actor if who else None,
-            organisation=who.organisation if who else None,
-            role=who.role if who else None,
-            action=action,
-            target=target,
-            details=details,
-        )
-    )
+    return {
+        "actor": who.actor if who else None,
+        "organisation": who.organisation if who else None,
+        "role": who.role if who else None,
+        "action": action,
+        "target": target,
+        "details": details,
+    }
 
 
 class PageArgs(Schema):

@@ -24,7 +24,15 @@ from coordination.api.approaches import (
     documented_errors,
 )
 from coordination.api.auth import requires
-from coordination.api.common import PageArgs, audit, caller, config, page_schema, unit_of_work
+from coordination.api.common import (
+    PageArgs,
+    audit,
+    audit_values,
+    caller,
+    config,
+    page_schema,
+    unit_of_work,
+)
 from coordination.api.flags import FlagSummarySchema
 from coordination.companies import (
     CompanyNotFound,
@@ -302,21 +310,28 @@ def _company(reference: Reference) -> dict:
 
 def _prior_contact(reference: Reference, days: int) -> dict:
     who = caller()
+    target = _target(reference)
     with unit_of_work() as session:
         company = _find(session, reference)
-        answer = None
-        if company is not None:
-            answer = check_prior_contact(
-                session, company, config(), who.organisation, who.name, days, _with_contacts()
+        if company is None:
+            audit(
+                session, "companies.prior_contact", target, found=False, company_id=None, days=days
             )
-        audit(
-            session,
-            "companies.prior_contact",
-            _target(reference),
-            found=company is not None,
-            company_id=company.id if company else None,
-            days=days,
-        )
+            answer = None
+        else:
+            entry = audit_values(
+                "companies.prior_contact", target, found=True, company_id=company.id, days=days
+            )
+            answer = check_prior_contact(
+                session,
+                company,
+                config(),
+                who.organisation,
+                who.name,
+                days,
+                _with_contacts(),
+                audit=entry,
+            )
     if answer is None:
         _not_found(reference)
     return answer
