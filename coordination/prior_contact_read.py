@@ -34,7 +34,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal,
+    literal_column,
     not_,
     select,
 )
@@ -322,9 +322,7 @@ def _json_rows(dialect: str, fields: dict, query, order_by: tuple = ()):
     of objects with ``fields`` (name -> column), in ``order_by`` order (the database's
     collation and NULL placement, as the separate queries order them)."""
     if dialect == "postgresql":
-        pairs = [
-            part for name, column in fields.items() for part in (literal(name, String), column)
-        ]
+        pairs = [part for name, column in fields.items() for part in (_key(name), column)]
         shaped = func.json_build_object(*pairs)
         ordered = aggregate_order_by(shaped, *order_by) if order_by else shaped
         return query.with_only_columns(func.json_agg(ordered)).scalar_subquery()
@@ -337,8 +335,13 @@ def _json_rows(dialect: str, fields: dict, query, order_by: tuple = ()):
         value = inner.c[name]
         if isinstance(column.type, JSON):
             value = func.json(value)  # embed as JSON, not as the text SQLite stores
-        pairs += [literal(name, String), value]
+        pairs += [_key(name), value]
     return select(func.json_group_array(func.json_object(*pairs))).scalar_subquery()
+
+
+def _key(name: str):
+    """A JSON key as an SQL string literal (not a bound parameter: the keys are fixed)."""
+    return literal_column(f"'{name}'", String)
 
 
 def _build_snapshot_statement(dialect: str):
