@@ -406,31 +406,21 @@ def check_prior_contact(
     audit: dict | None = None,
 ) -> dict:
     """Record the check and answer it (:func:`prior_contact`), with the check's id,
-    organisation and time under ``"check"``.
+    organisation and time under ``"check"``. ``audit`` (the column values of an
+    :class:`~coordination.models.AuditEntry`) is stored with the check.
 
-    ``audit`` (the column values of an :class:`~coordination.models.AuditEntry`) is stored
-    with the check. The common case costs one read and one write (see
-    :mod:`coordination.prior_contact_read`); when the check changes the company's coordination,
-    or the organisation is new, it falls back to :func:`record_check` and a full re-read, so
+    Tries :func:`quick_prior_contact_check` first; when the check changes the company's
+    coordination, or the organisation is new, it records the check with :func:`record_check`
+    (which re-evaluates the company under a lock) and answers from the separate queries, so
     the answer and the stored flags are always those of the rules.
     """
-    today = local_today(config.schedule.timezone)
-    at = utcnow()
-    snapshot = read_snapshot(session, company.id, organisation, days, today)
-    if snapshot.organisation is not None and not _check_changes_coordination(
-        snapshot, config.rules, today, at
-    ):
-        check_id = insert_check(
-            session, company.id, snapshot.organisation[0], consultant, at, audit
-        )
-        answer = snapshot.answer(company, config, organisation, with_contacts, at)
-        answer["check"] = {
-            "id": check_id,
-            "organisation": snapshot.organisation[1],
-            "checked_at": at,
-        }
+    answer = quick_prior_contact_check(
+        session, company, config, organisation, consultant, days, with_contacts, audit
+    )
+    if answer is not None:
         return answer
-    check = record_check(session, company.id, organisation, consultant, config.rules, today, at)
+    today = local_today(config.schedule.timezone)
+    check = record_check(session, company.id, organisation, consultant, config.rules, today)
     if audit is not None:
         session.add(AuditEntry(**audit))
     answer = prior_contact(session, company, config, organisation, days, with_contacts, today)
@@ -439,6 +429,34 @@ def check_prior_contact(
         "organisation": session.get(Organisation, check.organisation_id).name,
         "checked_at": check.checked_at,
     }
+    return answer
+
+
+def quick_prior_contact_check(
+    session: Session,
+    company: Company,
+    config: Config,
+    organisation: str,
+    consultant: str | None,
+    days: int,
+    with_contacts: bool,
+    audit: dict | None = None,
+) -> dict | None:
+    """:func:`check_prior_contact` in one read and one write, or None (nothing written) when
+    that is not enough: the check would change the company's coordination (the rules,
+    evaluated on what was read, as ``flagging.evaluate_companies`` would right after storing
+    the check), or the organisation is not stored yet. The write is one statement on
+    PostgreSQL, so the caller may run this without a transaction (``autocommit``)."""
+    today = local_today(config.schedule.timezone)
+    at = utcnow()
+    snapshot = read_snapshot(session, company.id, organisation, days, today)
+    if snapshot.organisation is None or _check_changes_coordination(
+        snapshot, config.rules, today, at
+    ):
+        return None
+    check_id = insert_check(session, company.id, snapshot.organisation[0], consultant, at, audit)
+    answer = snapshot.answer(company, config, organisation, with_contacts, at)
+    answer["check"] = {"id": check_id, "organisation": snapshot.organisation[1], "checked_at": at}
     return answer
 
 
@@ -670,6 +688,7 @@ __all__ = [
     "organisation_named",
     "planned_for",
     "prior_contact",
+    "quick_prior_contact_check",
     "record_check",
     "search_companies",
     "source_freshness",

@@ -38,9 +38,19 @@ def config():
 
 
 @contextlib.contextmanager
-def unit_of_work() -> Iterator[Session]:
-    """One transaction per request: commit when the handler's work succeeded, else roll back."""
-    with session_scope(engine()) as session:
+def unit_of_work(autocommit: bool = False) -> Iterator[Session]:
+    """One transaction per request: commit when the handler's work succeeded, else roll back.
+
+    ``autocommit`` (PostgreSQL only; SQLite keeps its transaction) runs each statement on its
+    own, saving the BEGIN and COMMIT round trips: only for work whose writes are a single
+    statement, such as the prior-contact check's fast path."""
+    bind = engine()
+    if autocommit and bind.dialect.name == "postgresql":
+        extensions = current_app.extensions["coordination"]
+        if "autocommit_engine" not in extensions:
+            extensions["autocommit_engine"] = bind.execution_options(isolation_level="AUTOCOMMIT")
+        bind = extensions["autocommit_engine"]
+    with session_scope(bind) as session:
         yield session
 
 

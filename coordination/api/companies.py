@@ -50,6 +50,7 @@ from coordination.companies import (
     local_today,
     municipality_code_for,
     planned_for,
+    quick_prior_contact_check,
     search_companies,
 )
 from coordination.models import Company
@@ -309,32 +310,32 @@ def _company(reference: Reference) -> dict:
 
 
 def _prior_contact(reference: Reference, days: int) -> dict:
+    """The check's fast path without a transaction (one read, one single-statement write),
+    else the full check in one."""
     who = caller()
     target = _target(reference)
-    with unit_of_work() as session:
+    arguments = (config(), who.organisation, who.name, days, _with_contacts())
+
+    def audited(company: Company) -> dict:
+        return audit_values(
+            "companies.prior_contact", target, found=True, company_id=company.id, days=days
+        )
+
+    with unit_of_work(autocommit=True) as session:
         company = _find(session, reference)
         if company is None:
             audit(
                 session, "companies.prior_contact", target, found=False, company_id=None, days=days
             )
-            answer = None
-        else:
-            entry = audit_values(
-                "companies.prior_contact", target, found=True, company_id=company.id, days=days
-            )
-            answer = check_prior_contact(
-                session,
-                company,
-                config(),
-                who.organisation,
-                who.name,
-                days,
-                _with_contacts(),
-                audit=entry,
-            )
-    if answer is None:
-        _not_found(reference)
-    return answer
+            _not_found(reference)
+        answer = quick_prior_contact_check(session, company, *arguments, audit=audited(company))
+    if answer is not None:
+        return answer
+    with unit_of_work() as session:
+        company = _find(session, reference)
+        if company is None:  # deleted or merged away in between
+            _not_found(reference)
+        return check_prior_contact(session, company, *arguments, audit=audited(company))
 
 
 def _planned(reference: Reference) -> dict:
