@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import case, func, select
@@ -403,26 +404,26 @@ def check_prior_contact(
     consultant: str | None,
     days: int,
     with_contacts: bool,
-    audit: dict | None = None,
+    audit: Callable[[int], dict] | None = None,
 ) -> dict:
     """Record the check and answer it (:func:`prior_contact`), with the check's id,
-    organisation and time under ``"check"``. ``audit`` (the column values of an
-    :class:`~coordination.models.AuditEntry`) is stored with the check.
+    organisation and time under ``"check"``. ``audit`` gives, for the company's id, the column
+    values of an :class:`~coordination.models.AuditEntry` to store with the check.
 
     Tries :func:`quick_prior_contact_check` first; when the check changes the company's
     coordination, or the organisation is new, it records the check with :func:`record_check`
     (which re-evaluates the company under a lock) and answers from the separate queries, so
     the answer and the stored flags are always those of the rules.
     """
-    answer = quick_prior_contact_check(
-        session, company, config, organisation, consultant, days, with_contacts, audit
+    quick = quick_prior_contact_check(
+        session, config, organisation, consultant, days, with_contacts, audit, company_id=company.id
     )
-    if answer is not None:
-        return answer
+    if quick.answer is not None:
+        return quick.answer
     today = local_today(config.schedule.timezone)
     check = record_check(session, company.id, organisation, consultant, config.rules, today)
     if audit is not None:
-        session.add(AuditEntry(**audit))
+        session.add(AuditEntry(**audit(company.id)))
     answer = prior_contact(session, company, config, organisation, days, with_contacts, today)
     answer["check"] = {
         "id": check.id,
@@ -432,32 +433,50 @@ def check_prior_contact(
     return answer
 
 
+@dataclasses.dataclass(frozen=True)
+class QuickCheck:
+    """What :func:`quick_prior_contact_check` did: whether the company exists, and the answer
+    (None when the check needs :func:`check_prior_contact` in a transaction)."""
+
+    found: bool
+    answer: dict | None = None
+
+
 def quick_prior_contact_check(
     session: Session,
-    company: Company,
     config: Config,
     organisation: str,
     consultant: str | None,
     days: int,
     with_contacts: bool,
-    audit: dict | None = None,
-) -> dict | None:
-    """:func:`check_prior_contact` in one read and one write, or None (nothing written) when
-    that is not enough: the check would change the company's coordination (the rules,
-    evaluated on what was read, as ``flagging.evaluate_companies`` would right after storing
-    the check), or the organisation is not stored yet. The write is one statement on
-    PostgreSQL, so the caller may run this without a transaction (``autocommit``)."""
+    audit: Callable[[int], dict] | None = None,
+    *,
+    company_id: int | None = None,
+    cvr: str | None = None,
+) -> QuickCheck:
+    """:func:`check_prior_contact` of the company with ``company_id`` or ``cvr`` in one read
+    and one write, when that is enough. It is not (nothing is written, no answer) when the
+    company was merged into another, when the organisation is not stored yet, or when the
+    check would change the company's coordination: the rules are evaluated on what was read,
+    as ``flagging.evaluate_companies`` would evaluate them right after storing the check. The
+    write is one statement on PostgreSQL, so the caller may run this without a transaction."""
     today = local_today(config.schedule.timezone)
     at = utcnow()
-    snapshot = read_snapshot(session, company.id, organisation, days, today)
-    if snapshot.organisation is None or _check_changes_coordination(
-        snapshot, config.rules, today, at
+    snapshot = read_snapshot(session, organisation, days, today, company_id=company_id, cvr=cvr)
+    if snapshot is None:
+        return QuickCheck(found=False)
+    if (
+        snapshot.company.merged_into_id is not None
+        or snapshot.organisation is None
+        or _check_changes_coordination(snapshot, config.rules, today, at)
     ):
-        return None
-    check_id = insert_check(session, company.id, snapshot.organisation[0], consultant, at, audit)
+        return QuickCheck(found=True)
+    company = snapshot.company
+    entry = audit(company.id) if audit is not None else None
+    check_id = insert_check(session, company.id, snapshot.organisation[0], consultant, at, entry)
     answer = snapshot.answer(company, config, organisation, with_contacts, at)
     answer["check"] = {"id": check_id, "organisation": snapshot.organisation[1], "checked_at": at}
-    return answer
+    return QuickCheck(found=True, answer=answer)
 
 
 def _check_changes_coordination(
@@ -687,6 +706,7 @@ __all__ = [
     "municipality_code_for",
     "organisation_named",
     "planned_for",
+    "QuickCheck",
     "prior_contact",
     "quick_prior_contact_check",
     "record_check",

@@ -48,6 +48,7 @@ from coordination.models import (
     ApproachOrganisation,
     ApproachRecord,
     AuditEntry,
+    Company,
     ContactPerson,
     Flag,
     Need,
@@ -69,7 +70,14 @@ _RECORD = SourceRecord.__table__
 _ORGANISATION = Organisation.__table__
 _SOURCE = Source.__table__
 _CHECK = PriorContactCheck.__table__
+_COMPANY = Company.__table__
 _AUDIT = AuditEntry.__table__
+
+# The company's columns the answer shows, and whether it was merged into another.
+CompanyRow = namedtuple(
+    "CompanyRow",
+    "id cvr name address postcode city municipality_code industry_section size_band merged_into_id",
+)
 
 # The columns ``approach_view`` reads, in the order of ``approach_rows``.
 ApproachRow = namedtuple(
@@ -93,6 +101,7 @@ def local_date(moment: dt.datetime) -> dt.date:
 class Snapshot:
     """One company's rows as read by :func:`read_snapshot`; values as plain Python."""
 
+    company: CompanyRow
     units: list[dict]
     contacts: list[dict]
     approaches: list[dict]
@@ -257,22 +266,33 @@ class Snapshot:
 
 
 def read_snapshot(
-    session: Session, company_id: int, organisation: str, days: int, today: dt.date
-) -> Snapshot:
-    """Everything the check needs about one company, in one statement."""
+    session: Session,
+    organisation: str,
+    days: int,
+    today: dt.date,
+    *,
+    company_id: int | None = None,
+    cvr: str | None = None,
+) -> Snapshot | None:
+    """Everything the check needs about the company with ``company_id`` or ``cvr``, in one
+    statement; None when there is no such company."""
     since = today - dt.timedelta(days=days)
-    statement = _snapshot_statement(session.get_bind().dialect.name)
+    by = "id" if company_id is not None else "cvr"
+    statement = _snapshot_statement(session.get_bind().dialect.name, by)
     row = session.execute(
         statement,
         {
-            "company_id": company_id,
+            by if by == "cvr" else "company_id": cvr if by == "cvr" else company_id,
             "since": since,
             "today": today,
             "long": today - dt.timedelta(days=SUMMARY_LONG_DAYS),
             "organisation_key": normalise_organisation_name(organisation),
         },
-    ).one()
+    ).one_or_none()
+    if row is None:
+        return None
     return Snapshot(
+        company=CompanyRow(*(row[i] for i in range(len(CompanyRow._fields)))),
         units=_rows(row.units),
         contacts=_rows(row.contacts, dates=("last_seen_on",)),
         approaches=_rows(row.approaches, dates=("date",)),
@@ -308,13 +328,13 @@ def _rows(value, dates: tuple[str, ...] = (), moments: tuple[str, ...] = ()) -> 
     return rows
 
 
-_STATEMENTS: dict[str, object] = {}
+_STATEMENTS: dict[tuple[str, str], object] = {}
 
 
-def _snapshot_statement(dialect: str):
-    if dialect not in _STATEMENTS:
-        _STATEMENTS[dialect] = _build_snapshot_statement(dialect)
-    return _STATEMENTS[dialect]
+def _snapshot_statement(dialect: str, by: str):
+    if (dialect, by) not in _STATEMENTS:
+        _STATEMENTS[dialect, by] = _build_snapshot_statement(dialect, by)
+    return _STATEMENTS[dialect, by]
 
 
 def _json_rows(dialect: str, fields: dict, query, order_by: tuple = ()):
@@ -344,8 +364,18 @@ def _key(name: str):
     return literal_column(f"'{name}'", String)
 
 
-def _build_snapshot_statement(dialect: str):
-    company_id = bindparam("company_id", type_=Integer)
+def _build_snapshot_statement(dialect: str, by: str):
+    """The snapshot of the company with the id ``:company_id`` (``by="id"``) or the CVR number
+    ``:cvr`` (``by="cvr"``): its columns and the aggregates; no row when there is none."""
+    if by == "id":
+        company_id = bindparam("company_id", type_=Integer)
+        wanted = _COMPANY.c.id == company_id
+    else:
+        # An alias, so that the subqueries do not correlate with the outer company row.
+        key = _COMPANY.alias("wanted")
+        cvr = bindparam("cvr", type_=String)
+        company_id = select(key.c.id).where(key.c.cvr == cvr).scalar_subquery()
+        wanted = _COMPANY.c.cvr == cvr
     since = bindparam("since", type_=Date)
     today = bindparam("today", type_=Date)
     long = bindparam("long", type_=Date)
@@ -493,11 +523,12 @@ def _build_snapshot_statement(dialect: str):
         .scalar_subquery()
     )
     return select(
+        *(_COMPANY.c[name] for name in CompanyRow._fields),
         *(value.label(name) for name, value in columns.items()),
         caller.with_only_columns(_ORGANISATION.c.id).scalar_subquery().label("organisation_id"),
         caller.with_only_columns(_ORGANISATION.c.name).scalar_subquery().label("organisation_name"),
         organisations_90d.label("organisations_90d"),
-    )
+    ).where(wanted)
 
 
 # --- the write --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import current_app, g
@@ -75,6 +75,41 @@ def audit_values(action: str, target: str | None = None, **details: Any) -> dict
         "target": target,
         "details": details,
     }
+
+
+def fast_dumper(schema: Schema) -> Callable[[Any], Any]:
+    """A function that dumps like ``schema.dump`` (declared keys only, missing ones left out,
+    dates and moments in ISO format) for plain dicts and lists whose values already have the
+    declared types, as the service functions return them; several times faster than
+    marshmallow on a large answer. Nested schemas, lists, dates and date-times are followed;
+    any other field passes its value through."""
+    parts = [
+        (name, field.data_key or name, _field_dumper(field))
+        for name, field in schema.dump_fields.items()
+    ]
+
+    def dump(obj: Any) -> dict:
+        return {key: convert(obj[name]) for name, key, convert in parts if name in obj}
+
+    return dump
+
+
+def _field_dumper(field: fields.Field) -> Callable[[Any], Any]:
+    if isinstance(field, fields.Nested):
+        inner = fast_dumper(field.schema)
+        if field.many:
+            return lambda value: None if value is None else [inner(item) for item in value]
+        return lambda value: None if value is None else inner(value)
+    if isinstance(field, fields.List):
+        item = _field_dumper(field.inner)
+        return lambda value: None if value is None else [item(v) for v in value]
+    if isinstance(field, fields.Date | fields.DateTime):
+        return lambda value: None if value is None else value.isoformat()
+    return _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 class PageArgs(Schema):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate
@@ -30,6 +31,7 @@ from coordination.api.common import (
     audit_values,
     caller,
     config,
+    fast_dumper,
     page_schema,
     unit_of_work,
 )
@@ -40,6 +42,7 @@ from coordination.companies import (
     NotYourPlannedVisit,
     PlannedDateInPast,
     PlannedVisitNotFound,
+    QuickCheck,
     UnknownMunicipality,
     add_planned_visit,
     check_prior_contact,
@@ -214,6 +217,10 @@ class PriorContactSchema(Schema):
     check = fields.Nested(RecordedCheckSchema, required=True)
 
 
+# The check's answer, dumped as PriorContactSchema would, without marshmallow's per-field cost.
+_DUMP_PRIOR_CONTACT = fast_dumper(PriorContactSchema())
+
+
 # --- search -----------------------------------------------------------------------------------
 
 
@@ -316,26 +323,31 @@ def _prior_contact(reference: Reference, days: int) -> dict:
     target = _target(reference)
     arguments = (config(), who.organisation, who.name, days, _with_contacts())
 
-    def audited(company: Company) -> dict:
+    def audited(company_id: int) -> dict:
         return audit_values(
-            "companies.prior_contact", target, found=True, company_id=company.id, days=days
+            "companies.prior_contact", target, found=True, company_id=company_id, days=days
         )
 
+    kind, value = reference
     with unit_of_work(autocommit=True) as session:
-        company = _find(session, reference)
-        if company is None:
+        if kind == "id" and value > MAX_ID:
+            quick = QuickCheck(found=False)
+        else:
+            key = {"cvr": value} if kind == "cvr" else {"company_id": value}
+            quick = quick_prior_contact_check(session, *arguments, audited, **key)
+        if not quick.found:
             audit(
                 session, "companies.prior_contact", target, found=False, company_id=None, days=days
             )
-            _not_found(reference)
-        answer = quick_prior_contact_check(session, company, *arguments, audit=audited(company))
-    if answer is not None:
-        return answer
+    if not quick.found:
+        _not_found(reference)
+    if quick.answer is not None:
+        return quick.answer
     with unit_of_work() as session:
         company = _find(session, reference)
-        if company is None:  # deleted or merged away in between
+        if company is None:  # deleted in between
             _not_found(reference)
-        return check_prior_contact(session, company, *arguments, audit=audited(company))
+        return check_prior_contact(session, company, *arguments, audit=audited)
 
 
 def _planned(reference: Reference) -> dict:
@@ -419,7 +431,8 @@ def _company_views(prefix: str, path_parameter: dict, reference: Callable) -> No
             a summary and how fresh each source is. Recorded as a check by the caller's
             organisation: that organisation's approaches from today until ``lookup_valid_days``
             (configuration; 14 by default) days later count as coordinated."""
-            return _prior_contact(reference(*path.values()), args["days"])
+            answer = _prior_contact(reference(*path.values()), args["days"])
+            return jsonify(_DUMP_PRIOR_CONTACT(answer))
 
     class PlannedView(MethodView):
         @requires("visitor")
