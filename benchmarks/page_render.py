@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             if answer.status_code not in (200, 302):  # a CVR search redirects to the company
                 raise SystemExit(f"{path}: {answer.status_code}")
         results[name] = (statistics.median(timings), max(timings), statistics.median(counts))
+        print(f"  ({name}: done, {load_text()})", flush=True)
     print_results(app, results, before, load_text())
     app.extensions["coordination"]["engine"].dispose()
     return 0
