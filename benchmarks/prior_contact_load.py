@@ -12,13 +12,16 @@ and a random sample of the database's CVR numbers, and measures:
   when it was due, so a slow server cannot hide its queue): p50, p95, p99 (targets on
   PostgreSQL with 2,000,000 approaches: p50 < 10 ms, p99 < 50 ms).
 
-Every check is a real one: it is recorded (``priorcontactcheck``, audit log) and re-evaluates
-the company's flags, as in production.
+Every check is a real one: it is recorded (``priorcontactcheck``, audit log) and evaluated
+by the coordination rules, as in production.
 
+    python benchmarks/bulk_fill.py postgresql+psycopg://postgres@127.0.0.1/db
     python benchmarks/prior_contact_load.py --url postgresql+psycopg://postgres@127.0.0.1/db
 
-Without ``--url`` a fresh database is built through a full sync of ``--approaches`` approaches
-(see ``sync_throughput.py``).
+With ``--url`` (a synced or ``bulk_fill.py``-filled database) the configuration lists one
+source per stored source, so every answer reports the freshness of all of them, as in
+production. Without ``--url`` a fresh database is built through a full sync of
+``--approaches`` approaches (see ``sync_throughput.py``).
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def measure(
     token, cvrs = callers(url)
     if not cvrs:
         raise SystemExit("the database has no company with a CVR number: sync something first")
-    raw = setup.raw if setup else {"database": {"url": url}}
+    raw = setup.raw if setup else {"database": {"url": url}, "sources": stored_sources(url)}
     environ = setup.environ if setup else {}
     out: dict[str, Any] = {"workers": workers, "rate": rate, "companies_sampled": len(cvrs)}
     with Gunicorn(url, raw, environ, workers) as server:
@@ -147,6 +150,38 @@ def measure(
     ceiling = out["healthz_max"]["requests_per_second"]
     out["share_of_ceiling"] = out["prior_contact_max"]["requests_per_second"] / ceiling
     return out
+
+
+def stored_sources(url: str) -> list[dict[str, Any]]:
+    """One configured source per source stored in the database (as CSV drops into an empty
+    folder: the check only reads their names, organisations and sync state)."""
+    from sqlalchemy import select
+
+    from coordination.db import make_engine, session_scope
+    from coordination.models import Organisation, Source
+
+    folder = Path(tempfile.mkdtemp(prefix="coordination-drops-"))
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(
+                Source.name, Organisation.name, Organisation.type, Organisation.municipality_code
+            )
+            .join(Organisation, Organisation.id == Source.organisation_id)
+            .order_by(Source.id)
+        ).all()
+    engine.dispose()
+    return [
+        {
+            "name": name,
+            "kind": "csv-drop",
+            "organisation": organisation,
+            "organisation_type": kind,
+            "municipality_code": municipality,
+            "path": str(folder),
+        }
+        for name, organisation, kind, municipality in rows
+    ]
 
 
 def callers(url: str, sample: int = 2000) -> tuple[str, list[str]]:

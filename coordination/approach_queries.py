@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, select
 from sqlmodel import Session
@@ -129,24 +129,27 @@ def serialise_approaches(session: Session, rows: Sequence, viewer: str) -> list[
         return []
     sources, notes = _sources_and_notes(session, ids, normalise_organisation_name(viewer))
     needs = _needs(session, ids)
-    return [
-        {
-            "id": row.id,
-            "company": {"id": row.company_id, "cvr": row.company_cvr, "name": row.company_name},
-            "date": row.date,
-            "channel": row.channel,
-            "organisations": list(row.organisations or ()),
-            "purpose": row.purpose,
-            "consultants": list(row.consultants or ()),
-            "needs": needs.get(row.id, []),
-            "sources": sources.get(row.id, []),
-            "coordinated": bool(row.coordinated),
-            "joint": bool(row.joint),
-            "planned": bool(row.planned),
-            "notes": notes.get(row.id, []),
-        }
-        for row in rows
-    ]
+    return [approach_view(row, needs, sources, notes) for row in rows]
+
+
+def approach_view(row, needs: dict, sources: dict, notes: dict) -> dict:
+    """One approach as shown, from a row with the columns of :func:`approach_rows` and the
+    per-approach needs, sources and notes."""
+    return {
+        "id": row.id,
+        "company": {"id": row.company_id, "cvr": row.company_cvr, "name": row.company_name},
+        "date": row.date,
+        "channel": row.channel,
+        "organisations": list(row.organisations or ()),
+        "purpose": row.purpose,
+        "consultants": list(row.consultants or ()),
+        "needs": needs.get(row.id, []),
+        "sources": sources.get(row.id, []),
+        "coordinated": bool(row.coordinated),
+        "joint": bool(row.joint),
+        "planned": bool(row.planned),
+        "notes": notes.get(row.id, []),
+    }
 
 
 def need_view(need_type: str, code: str | None, label: str, taxonomy_code: str | None) -> dict:
@@ -229,9 +232,18 @@ def _sources_and_notes(
         .where(ApproachRecord.approach_id.in_(approach_ids))
         .order_by(ApproachRecord.approach_id, Source.name, SourceRecord.external_id)
     )
+    return sources_and_notes(session.execute(query), viewer_key)
+
+
+def sources_and_notes(
+    rows: Iterable[tuple], viewer_key: str
+) -> tuple[dict[int, list[dict]], dict[int, list[dict]]]:
+    """Per approach id, its sources and the notes the viewer may read, from rows of
+    ``(approach_id, source name, external id, notes, writer's organisation name_key)`` ordered
+    by approach, source name and external id."""
     sources: dict[int, list[dict]] = defaultdict(list)
     notes: dict[int, list[dict]] = defaultdict(list)
-    for approach_id, source, external_id, text, writer_key in session.execute(query):
+    for approach_id, source, external_id, text, writer_key in rows:
         sources[approach_id].append({"source": source, "source_id": external_id})
         if text and text.strip() and viewer_key and writer_key == viewer_key:
             notes[approach_id].append({"source": source, "source_id": external_id, "text": text})
@@ -245,9 +257,15 @@ def _needs(session: Session, approach_ids: list[int]) -> dict[int, list[dict]]:
         .where(ApproachRecord.approach_id.in_(approach_ids))
         .order_by(ApproachRecord.approach_id, Need.id)
     )
+    return needs_by_approach(session.execute(query))
+
+
+def needs_by_approach(rows: Iterable[tuple]) -> dict[int, list[dict]]:
+    """Per approach id, its needs as shown (each once), from rows of ``(approach_id, type,
+    code, label, taxonomy_code)`` ordered by approach and need id."""
     needs: dict[int, list[dict]] = defaultdict(list)
     seen: set[tuple] = set()
-    for approach_id, need_type, code, label, taxonomy_code in session.execute(query):
+    for approach_id, need_type, code, label, taxonomy_code in rows:
         view = need_view(need_type, code, label, taxonomy_code)
         key = (approach_id, view["type"], view["code"], view["label"])
         if key not in seen:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import case, func, select
@@ -59,6 +60,7 @@ from coordination.identity.normalise import (
 from coordination.models import (
     Approach,
     ApproachOrganisation,
+    AuditEntry,
     Company,
     ContactPerson,
     Organisation,
@@ -69,6 +71,15 @@ from coordination.models import (
     utcnow,
 )
 from coordination.needs.codelists import load_codelists
+from coordination.prior_contact_read import (
+    SUMMARY_LONG_DAYS,
+    SUMMARY_SHORT_DAYS,
+    Snapshot,
+    insert_check,
+    local_date,
+    read_snapshot,
+)
+from coordination.rules import CheckFacts, evaluate_company
 from coordination.timeutil import local_today
 
 # Bounds on the work of one name search: names compared per query word on each side of it in
@@ -80,8 +91,6 @@ MIN_NAME_SCORE = 75.0  # rapidfuzz WRatio, 0-100
 OTHER_ORGANISATION_TYPE = "other"
 STALE_AFTER = dt.timedelta(hours=48)
 MERGE_DEPTH_LIMIT = 20  # a merge chain longer than this is a data error, not a company
-SUMMARY_SHORT_DAYS = 30
-SUMMARY_LONG_DAYS = 90
 
 _APPROACH = Approach.__table__
 _PREFIX_CHARS = re.compile(r"[a-z0-9]+")
@@ -171,7 +180,7 @@ def _listed(session: Session, conditions: list, page: int, page_size: int):
         .offset((page - 1) * page_size)
         .limit(page_size)
     ).scalars()
-    return [_hit(company, None) for company in companies], total
+    return [hit(company, None) for company in companies], total
 
 
 def _name_matches(
@@ -196,7 +205,7 @@ def _name_matches(
             select(Company).where(Company.id.in_([cid for _, cid, _ in chosen]))
         ).scalars()
     }
-    return [_hit(by_id[cid], round(score, 1)) for score, cid, _ in chosen], len(ranked)
+    return [hit(by_id[cid], round(score, 1)) for score, cid, _ in chosen], len(ranked)
 
 
 def _best_first(entry: tuple[float, int, str]) -> tuple[float, str, int]:
@@ -245,7 +254,8 @@ def _next_prefix(prefix: str) -> str | None:
     return None
 
 
-def _hit(company: Company, score: float | None) -> dict:
+def hit(company: Company, score: float | None) -> dict:
+    """A company as a search result lists it."""
     return {
         "id": company.id,
         "cvr": company.cvr,
@@ -297,7 +307,7 @@ def company_detail(session: Session, company: Company, with_contacts: bool) -> d
         .order_by(ProductionUnit.p_number)
     ).scalars()
     detail = {
-        **_hit(company, None),
+        **hit(company, None),
         "industry_section": company.industry_section,
         "size_band": company.size_band,
         "production_units": [
@@ -394,10 +404,26 @@ def check_prior_contact(
     consultant: str | None,
     days: int,
     with_contacts: bool,
+    audit: Callable[[int], dict] | None = None,
 ) -> dict:
-    """Record the check (:func:`record_check`) and answer it (:func:`prior_contact`)."""
+    """Record the check and answer it (:func:`prior_contact`), with the check's id,
+    organisation and time under ``"check"``. ``audit`` gives, for the company's id, the column
+    values of an :class:`~coordination.models.AuditEntry` to store with the check.
+
+    Tries :func:`quick_prior_contact_check` first; when the check changes the company's
+    coordination, or the organisation is new, it records the check with :func:`record_check`
+    (which re-evaluates the company under a lock) and answers from the separate queries, so
+    the answer and the stored flags are always those of the rules.
+    """
+    quick = quick_prior_contact_check(
+        session, config, organisation, consultant, days, with_contacts, audit, company_id=company.id
+    )
+    if quick.answer is not None:
+        return quick.answer
     today = local_today(config.schedule.timezone)
     check = record_check(session, company.id, organisation, consultant, config.rules, today)
+    if audit is not None:
+        session.add(AuditEntry(**audit(company.id)))
     answer = prior_contact(session, company, config, organisation, days, with_contacts, today)
     answer["check"] = {
         "id": check.id,
@@ -405,6 +431,70 @@ def check_prior_contact(
         "checked_at": check.checked_at,
     }
     return answer
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickCheck:
+    """What :func:`quick_prior_contact_check` did: whether the company exists, and the answer
+    (None when the check needs :func:`check_prior_contact` in a transaction)."""
+
+    found: bool
+    answer: dict | None = None
+
+
+def quick_prior_contact_check(
+    session: Session,
+    config: Config,
+    organisation: str,
+    consultant: str | None,
+    days: int,
+    with_contacts: bool,
+    audit: Callable[[int], dict] | None = None,
+    *,
+    company_id: int | None = None,
+    cvr: str | None = None,
+) -> QuickCheck:
+    """:func:`check_prior_contact` of the company with ``company_id`` or ``cvr`` in one read
+    and one write, when that is enough. It is not (nothing is written, no answer) when the
+    company was merged into another, when the organisation is not stored yet, or when the
+    check would change the company's coordination: the rules are evaluated on what was read,
+    as ``flagging.evaluate_companies`` would evaluate them right after storing the check. The
+    write is one statement on PostgreSQL, so the caller may run this without a transaction."""
+    today = local_today(config.schedule.timezone)
+    at = utcnow()
+    snapshot = read_snapshot(session, organisation, days, today, company_id=company_id, cvr=cvr)
+    if snapshot is None:
+        return QuickCheck(found=False)
+    if (
+        snapshot.company.merged_into_id is not None
+        or snapshot.organisation is None
+        or _check_changes_coordination(snapshot, config.rules, today, at)
+    ):
+        return QuickCheck(found=True)
+    company = snapshot.company
+    entry = audit(company.id) if audit is not None else None
+    check_id = insert_check(session, company.id, snapshot.organisation[0], consultant, at, entry)
+    answer = snapshot.answer(company, config, organisation, with_contacts, at)
+    answer["check"] = {"id": check_id, "organisation": snapshot.organisation[1], "checked_at": at}
+    return QuickCheck(found=True, answer=answer)
+
+
+def _check_changes_coordination(
+    snapshot: Snapshot, rules: Rules, today: dt.date, at: dt.datetime
+) -> bool:
+    """Whether evaluating the company with the new check (as ``flagging.evaluate_companies``
+    would, right after storing it) changes any approach's coordination or any flag."""
+    checks = [*snapshot.check_facts(), CheckFacts(snapshot.organisation[1], local_date(at))]
+    evaluation = evaluate_company(
+        snapshot.approach_facts(today), checks, snapshot.existing_flags(), rules
+    )
+    if evaluation.changes.create or evaluation.changes.update:
+        return True
+    return any(
+        bool(a["coordinated"]) == (a["id"] in evaluation.uncoordinated)
+        for a in snapshot.approaches
+        if a["date"] <= today
+    )
 
 
 def prior_contact(
@@ -466,17 +556,28 @@ def source_freshness(
     """Per configured source: its organisation, last successful sync, last run's status, and
     whether it is stale (never succeeded, its last run did not succeed, or its last success is
     more than 48 hours old)."""
+    rows = session.execute(
+        select(Source.name, Source.last_success_at, Source.last_status).where(
+            Source.name.in_([s.name for s in sources])
+        )
+    )
     stored = {
-        source.name: source
-        for source in session.execute(
-            select(Source).where(Source.name.in_([s.name for s in sources]))
-        ).scalars()
+        name: {"last_success_at": last_success_at, "last_status": last_status}
+        for name, last_success_at, last_status in rows
     }
+    return freshness(sources, stored, now)
+
+
+def freshness(
+    sources: tuple[SourceConfig, ...], stored: dict[str, dict], now: dt.datetime
+) -> list[dict]:
+    """:func:`source_freshness` from the stored sources' ``last_success_at`` and
+    ``last_status`` by name."""
     answer = []
     for configured in sources:
         source = stored.get(configured.name)
-        last_success = _aware(source.last_success_at) if source else None
-        last_status = source.last_status if source else None
+        last_success = _aware(source["last_success_at"]) if source else None
+        last_status = source["last_status"] if source else None
         answer.append(
             {
                 "source": configured.name,
@@ -599,11 +700,15 @@ __all__ = [
     "contact_summary",
     "delete_planned_visit",
     "find_organisation",
+    "freshness",
+    "hit",
     "local_today",
     "municipality_code_for",
     "organisation_named",
     "planned_for",
+    "QuickCheck",
     "prior_contact",
+    "quick_prior_contact_check",
     "record_check",
     "search_companies",
     "source_freshness",

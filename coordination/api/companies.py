@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate
@@ -24,7 +25,16 @@ from coordination.api.approaches import (
     documented_errors,
 )
 from coordination.api.auth import requires
-from coordination.api.common import PageArgs, audit, caller, config, page_schema, unit_of_work
+from coordination.api.common import (
+    PageArgs,
+    audit,
+    audit_values,
+    caller,
+    config,
+    fast_dumper,
+    page_schema,
+    unit_of_work,
+)
 from coordination.api.flags import FlagSummarySchema
 from coordination.companies import (
     CompanyNotFound,
@@ -32,6 +42,7 @@ from coordination.companies import (
     NotYourPlannedVisit,
     PlannedDateInPast,
     PlannedVisitNotFound,
+    QuickCheck,
     UnknownMunicipality,
     add_planned_visit,
     check_prior_contact,
@@ -42,6 +53,7 @@ from coordination.companies import (
     local_today,
     municipality_code_for,
     planned_for,
+    quick_prior_contact_check,
     search_companies,
 )
 from coordination.models import Company
@@ -205,6 +217,10 @@ class PriorContactSchema(Schema):
     check = fields.Nested(RecordedCheckSchema, required=True)
 
 
+# The check's answer, dumped as PriorContactSchema would, without marshmallow's per-field cost.
+_DUMP_PRIOR_CONTACT = fast_dumper(PriorContactSchema())
+
+
 # --- search -----------------------------------------------------------------------------------
 
 
@@ -301,25 +317,37 @@ def _company(reference: Reference) -> dict:
 
 
 def _prior_contact(reference: Reference, days: int) -> dict:
+    """The check's fast path without a transaction (one read, one single-statement write),
+    else the full check in one."""
     who = caller()
+    target = _target(reference)
+    arguments = (config(), who.organisation, who.name, days, _with_contacts())
+
+    def audited(company_id: int) -> dict:
+        return audit_values(
+            "companies.prior_contact", target, found=True, company_id=company_id, days=days
+        )
+
+    kind, value = reference
+    with unit_of_work(autocommit=True) as session:
+        if kind == "id" and value > MAX_ID:
+            quick = QuickCheck(found=False)
+        else:
+            key = {"cvr": value} if kind == "cvr" else {"company_id": value}
+            quick = quick_prior_contact_check(session, *arguments, audited, **key)
+        if not quick.found:
+            audit(
+                session, "companies.prior_contact", target, found=False, company_id=None, days=days
+            )
+    if not quick.found:
+        _not_found(reference)
+    if quick.answer is not None:
+        return quick.answer
     with unit_of_work() as session:
         company = _find(session, reference)
-        answer = None
-        if company is not None:
-            answer = check_prior_contact(
-                session, company, config(), who.organisation, who.name, days, _with_contacts()
-            )
-        audit(
-            session,
-            "companies.prior_contact",
-            _target(reference),
-            found=company is not None,
-            company_id=company.id if company else None,
-            days=days,
-        )
-    if answer is None:
-        _not_found(reference)
-    return answer
+        if company is None:  # deleted in between
+            _not_found(reference)
+        return check_prior_contact(session, company, *arguments, audit=audited)
 
 
 def _planned(reference: Reference) -> dict:
@@ -403,7 +431,8 @@ def _company_views(prefix: str, path_parameter: dict, reference: Callable) -> No
             a summary and how fresh each source is. Recorded as a check by the caller's
             organisation: that organisation's approaches from today until ``lookup_valid_days``
             (configuration; 14 by default) days later count as coordinated."""
-            return _prior_contact(reference(*path.values()), args["days"])
+            answer = _prior_contact(reference(*path.values()), args["days"])
+            return jsonify(_DUMP_PRIOR_CONTACT(answer))
 
     class PlannedView(MethodView):
         @requires("visitor")

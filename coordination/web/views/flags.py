@@ -14,9 +14,12 @@ from coordination.web.access import current_caller, page_for
 from coordination.web.blueprint import bp
 from coordination.web.forms import FlagActionForm
 from coordination.web.pagination import Pagination, page_number
-from coordination.web.queries import approaches_by_id
+from coordination.web.queries import approaches_by_id, newest_approach_ids
 
 FLAGS_PER_PAGE = 20
+# The newest approaches shown under each flag; a flag of a company approached thousands of
+# times would otherwise render them all (the company page lists every one).
+APPROACHES_PER_FLAG = 10
 
 
 @bp.get("/flag")
@@ -29,11 +32,15 @@ def flag_inbox():
     who = current_caller()
     with unit_of_work() as session:
         flags, total = list_flags(session, status, page, FLAGS_PER_PAGE)
-        wanted = sorted({i for flag in flags for i in flag["approach_ids"]})
-        approaches = approaches_by_id(session, wanted, who.organisation)
-    for flag in flags:
-        flag["approaches"] = [approaches[i] for i in flag["approach_ids"] if i in approaches]
-        flag["approaches"].sort(key=lambda a: (a["date"], a["id"]), reverse=True)
+        shown = newest_approach_ids(
+            session, [flag["approach_ids"] for flag in flags], APPROACHES_PER_FLAG
+        )
+        approaches = approaches_by_id(
+            session, sorted({i for ids in shown for i in ids}), who.organisation
+        )
+    for flag, ids in zip(flags, shown, strict=True):
+        flag["approaches"] = [approaches[i] for i in ids if i in approaches]
+        flag["more_approaches"] = len(flag["approach_ids"]) - len(flag["approaches"])
     return render_template(
         "flags.html",
         flags=flags,
