@@ -104,6 +104,7 @@ class IdentityStage:
         self.survivor: dict[int, int] = {}  # merged company -> the live company it is part of
         # Companies absorbed while linking the current batch -> the link values of their records.
         self._absorbed: dict[int, dict] = {}
+        self._stale: AbstractSet[int] = frozenset()
         self._load(session)
 
     def _load(self, session: Session) -> None:
@@ -138,10 +139,17 @@ class IdentityStage:
         if company_id in self.index:
             self.index.remove(company_id)
 
-    def link(self, session: Session, record_ids: list[int]) -> set[int]:
-        """Link ``record_ids`` to companies; return every company whose records changed."""
+    def link(
+        self, session: Session, record_ids: list[int], stale: AbstractSet[int] | None = None
+    ) -> set[int]:
+        """Link ``record_ids`` to companies; return every company whose records changed.
+
+        With ``stale`` (the companies whose display fields wait for a later
+        :func:`refresh_companies`), the caller refreshes the returned companies itself, later;
+        without it they are refreshed here."""
         if not record_ids:
             return set()
+        self._stale = stale if stale is not None else frozenset()
         manual = self._manual_links(session, record_ids)
         rows = self._records(session, record_ids)
         links, proposals, affected = [], [], set(manual.values())
@@ -174,7 +182,8 @@ class IdentityStage:
         self._write_links(session, links)
         self._write_proposals(session, proposals)
         self._production_units(session, rows, company_of)
-        refresh_companies(session, affected)
+        if stale is None:
+            refresh_companies(session, affected)
         return affected
 
     def _redirect_pending(self, links, proposals, company_of):
@@ -277,6 +286,8 @@ class IdentityStage:
             return False
         if (f"cvr:{self.index.get(company_id).cvr}", candidate_id) in self.rejected:
             return False
+        if candidate_id in self._stale:  # its name must be the one its records give it now
+            refresh_companies(session, [candidate_id])
         name, postcode = session.execute(
             select(_COMPANY.c.name, _COMPANY.c.postcode).where(_COMPANY.c.id == candidate_id)
         ).one()

@@ -284,6 +284,14 @@ class SyncRun(SQLModel, table=True):
     finished_at: dt.datetime | None = None
 
 
+class DirtyCompany(SQLModel, table=True):
+    """A company whose display fields and approaches do not yet follow its records. Written in
+    the transaction that stores a batch and removed in the one that rebuilds the company, so the
+    companies a crash left behind are rebuilt by the next sync."""
+
+    company_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
 class SyncRunSource(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("sync_run_id", "source_id"),)
 
