@@ -101,6 +101,7 @@ _UPDATE_APPROACH = (
 
 def rebuild_approaches(session: Session, company_ids: Iterable[int], tolerance_days: int) -> None:
     ids = sorted(set(company_ids))
+    session.flush()  # the statements below bypass the session: it must not hold back changes
     for start in range(0, len(ids), CHUNK):
         _rebuild_chunk(session, ids[start : start + CHUNK], tolerance_days)
 

@@ -285,11 +285,13 @@ class SyncRun(SQLModel, table=True):
 
 
 class DirtyCompany(SQLModel, table=True):
-    """A company whose display fields and approaches do not yet follow its records. Written in
-    the transaction that stores a batch and removed in the one that rebuilds the company, so the
-    companies a crash left behind are rebuilt by the next sync."""
+    """A company a sync touched whose display fields and approaches (``rebuilt`` false) or
+    flags do not yet follow its records. Written in the transaction that stores a batch, marked
+    rebuilt in the one that rebuilds the company, removed in the one that evaluates its flags:
+    the next sync finishes what a crash left undone."""
 
     company_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    rebuilt: bool = False
 
 
 class SyncRunSource(SQLModel, table=True):

@@ -3,12 +3,13 @@
 Per batch, in ONE transaction: the records, their quarantine, the identity links, the touched
 companies (``dirtycompany``) and the connector's new cursor. After the source (and on the way
 when it touches very many companies) each touched company's display fields and approaches are
-rebuilt once, in chunks, each chunk removing its companies from ``dirtycompany`` in the same
-transaction: a company with records in many batches is rebuilt once, not once per batch. A
-crash at any point therefore loses nothing and duplicates nothing: the next run first rebuilds
-the companies still in ``dirtycompany``, then re-reads from the last committed cursor, and
-re-read records are recognised by their content hash. One failing source does not stop the
-others. At the end of the run the coordination rules are applied to every touched company.
+rebuilt once, in chunks, each chunk marking its companies rebuilt in the same transaction: a
+company with records in many batches is rebuilt once, not once per batch. At the end of the run
+the coordination rules are applied to every touched company, and the companies leave
+``dirtycompany`` in that transaction. A crash at any point therefore loses nothing and
+duplicates nothing: the next run first rebuilds the companies still in ``dirtycompany`` (and
+evaluates them at its end), then re-reads from the last committed cursor, and re-read records
+are recognised by their content hash. One failing source does not stop the others.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Engine, bindparam, delete, select
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -49,7 +50,12 @@ REBUILD_CHUNK = 2_000
 REBUILD_AFTER = 50_000
 
 _DIRTY = DirtyCompany.__table__
-_CLEAN = delete(_DIRTY).where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True)))
+_REBUILT = (
+    update(_DIRTY)
+    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True)))
+    .values(rebuilt=True)
+)
+_EVALUATED = delete(_DIRTY).where(_DIRTY.c.rebuilt.is_(True))
 
 
 @dataclasses.dataclass
@@ -156,6 +162,7 @@ class SyncEngine:
             raised = evaluate_companies(
                 session, touched, self.config.rules, local_today(self.config.schedule.timezone)
             )
+            session.execute(_EVALUATED)  # every company marked rebuilt is in ``touched``
             run = session.get(SyncRun, run_id)
             run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()
@@ -255,13 +262,14 @@ class SyncEngine:
         return affected
 
     def _catch_up(self) -> set[int]:
-        """Rebuild the companies an interrupted run left in dirtycompany; returns them."""
+        """Rebuild the companies an interrupted run left in dirtycompany; returns all it left
+        (they are evaluated at the end of this run)."""
         with Session(self.engine) as session:
-            left = set(session.execute(select(_DIRTY.c.company_id)).scalars())
+            left = dict(session.execute(select(_DIRTY.c.company_id, _DIRTY.c.rebuilt)).all())
         if left:
-            log.info("rebuilding %d companies left by an interrupted sync", len(left))
-            self._rebuild(set(left))
-        return left
+            log.info("finishing %d companies left by an interrupted sync", len(left))
+            self._rebuild({cid for cid, rebuilt in left.items() if not rebuilt})
+        return set(left)
 
     def _rebuild(self, pending: set[int]) -> None:
         """Rebuild ``pending`` in chunks, one transaction each; rebuilt ones leave the set."""
@@ -288,19 +296,22 @@ class SyncEngine:
 
 
 def rebuild_companies(session: Session, company_ids: list[int], tolerance_days: int) -> None:
-    """Display fields and approaches of ``company_ids`` follow their records; they leave
-    dirtycompany in the same transaction."""
+    """Display fields and approaches of ``company_ids`` follow their records; they are marked
+    rebuilt in dirtycompany in the same transaction."""
     refresh_companies(session, company_ids)
     rebuild_approaches(session, company_ids, tolerance_days)
-    session.execute(_CLEAN, {"ids": list(company_ids)})
+    session.execute(_REBUILT, {"ids": list(company_ids)})
 
 
 def _mark_dirty(session: Session, company_ids: set[int]) -> None:
     if not company_ids:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(_DIRTY).on_conflict_do_nothing()
-    session.execute(statement, [{"company_id": cid} for cid in sorted(company_ids)])
+    statement = dialect.insert(_DIRTY).on_conflict_do_update(
+        index_elements=[_DIRTY.c.company_id], set_={"rebuilt": False}
+    )
+    rows = [{"company_id": cid, "rebuilt": False} for cid in sorted(company_ids)]
+    session.execute(statement, rows)
 
 
 def _run_status(outcomes: list[SourceOutcome], planned: int) -> str:

@@ -20,6 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "dirtycompany",
         sa.Column("company_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("rebuilt", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("company_id"),
     )
 
