@@ -44,8 +44,8 @@ from coordination.timeutil import local_today
 
 log = logging.getLogger(__name__)
 
-# Companies rebuilt per transaction: bounds the transaction and its IN-lists.
-REBUILD_CHUNK = 2_000
+# Companies rebuilt per transaction: bounds the transaction and the records held in memory.
+REBUILD_CHUNK = 500
 # A source that has touched this many companies rebuilds them before it goes on.
 REBUILD_AFTER = 50_000
 

@@ -133,6 +133,22 @@ def test_a_crash_between_the_batches_and_their_rebuild_leaves_no_approach_missin
     assert _dirty_companies(engine) == 0
 
 
+@pytest.mark.parametrize(
+    ("chunk", "after"),
+    [(1, sync_module.REBUILD_AFTER), (sync_module.REBUILD_CHUNK, 1)],
+    ids=["one-company-per-transaction", "after-every-batch"],
+)
+def test_how_the_rebuild_is_cut_up_does_not_change_what_is_stored(
+    config, engine, fakes, jobcenter_exports, clean, monkeypatch, chunk, after
+):
+    monkeypatch.setattr(sync_module, "REBUILD_CHUNK", chunk)
+    monkeypatch.setattr(sync_module, "REBUILD_AFTER", after)
+
+    assert sync(config, engine).ok
+
+    assert snapshot(engine) == clean
+
+
 # --- a process killed with SIGKILL ------------------------------------------------------------
 
 SLOW_PAGE_SECONDS = 60  # far longer than the test waits: the process is killed meanwhile
