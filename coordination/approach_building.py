@@ -1,7 +1,10 @@
 """The approach stage of the sync pipeline: group a company's source records into approaches.
 
-Only the companies a batch touched are rebuilt. An approach keeps its id across rebuilds as long
-as the smallest source record id of its group stays the same (``group_key``).
+Only the companies a sync touched are rebuilt. An approach keeps its id across rebuilds as long
+as the smallest source record id of its group stays the same (``group_key``), also when that
+record moves to another company. Only what differs from the stored state is written: changed
+approaches with one ``executemany``, and the ``approachrecord``/``approachorganisation`` rows
+that changed, so a rebuild of an unchanged company writes nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
@@ -23,139 +26,220 @@ from coordination.models import (
 )
 
 COUNTING_STATUSES = ("completed", "planned")
+# IN-lists stay far below the bound-parameter limits of SQLite (32,766) and PostgreSQL (65,535).
+CHUNK = 5_000
 
 _APPROACH = Approach.__table__
 _LINKS = ApproachRecord.__table__
 _ORGS = ApproachOrganisation.__table__
 _RECORD = SourceRecord.__table__
 
+# The fields a rebuild derives; ``coordinated`` belongs to flag evaluation.
+_DERIVED = (
+    "company_id",
+    "date",
+    "channel",
+    "purpose",
+    "planned",
+    "joint",
+    "organisations",
+    "consultants",
+)
+
+# Built once: the compiled-statement cache then skips building them per call.
+_RECORDS_OF = (
+    select(
+        _RECORD.c.id,
+        _RECORD.c.company_id,
+        _RECORD.c.approach_date,
+        _RECORD.c.channel,
+        _RECORD.c.purpose,
+        _RECORD.c.status,
+        _RECORD.c.consultant_name,
+        _RECORD.c.consultant_email,
+        _RECORD.c.joint_with,
+        Organisation.id.label("organisation_id"),
+        Organisation.name.label("organisation"),
+    )
+    .join(Source, Source.id == _RECORD.c.source_id)
+    .join(Organisation, Organisation.id == Source.organisation_id)
+    .where(
+        _RECORD.c.company_id.in_(bindparam("ids", expanding=True)),
+        _RECORD.c.status.in_(COUNTING_STATUSES),
+    )
+)
+_STORED_COLUMNS = (_APPROACH.c.id, _APPROACH.c.group_key, *(_APPROACH.c[n] for n in _DERIVED))
+_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(
+    _APPROACH.c.company_id.in_(bindparam("ids", expanding=True))
+)
+_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(
+    _APPROACH.c.group_key.in_(bindparam("keys", expanding=True))
+)
+_LINKS_OF = select(_LINKS.c.source_record_id, _LINKS.c.approach_id).where(
+    _LINKS.c.approach_id.in_(bindparam("ids", expanding=True))
+)
+_ORGS_OF = select(_ORGS.c.approach_id, _ORGS.c.organisation_id).where(
+    _ORGS.c.approach_id.in_(bindparam("ids", expanding=True))
+)
+_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(
+    _LINKS.c.source_record_id.in_(bindparam("ids", expanding=True))
+)
+_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(
+    _LINKS.c.approach_id.in_(bindparam("ids", expanding=True))
+)
+_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(bindparam("ids", expanding=True)))
+_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT_APPROACHES = insert(_APPROACH).returning(
+    _APPROACH.c.group_key, _APPROACH.c.id, sort_by_parameter_order=True
+)
+_UPDATE_APPROACH = (
+    update(_APPROACH)
+    .where(_APPROACH.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _DERIVED})
+)
+
 
 def rebuild_approaches(session: Session, company_ids: Iterable[int], tolerance_days: int) -> None:
     ids = sorted(set(company_ids))
+    session.flush()  # the statements below bypass the session: it must not hold back changes
+    for start in range(0, len(ids), CHUNK):
+        _rebuild_chunk(session, ids[start : start + CHUNK], tolerance_days)
+
+
+def _rebuild_chunk(session: Session, ids: list[int], tolerance_days: int) -> None:
     if not ids:
         return
-    records = _records_by_company(session, ids)
-    old_keys = dict(
-        session.execute(
-            select(_APPROACH.c.group_key, _APPROACH.c.id).where(_APPROACH.c.company_id.in_(ids))
-        ).all()
-    )
-    if old_keys:
-        old_ids = list(old_keys.values())
-        session.execute(delete(_LINKS).where(_LINKS.c.approach_id.in_(old_ids)))
-        session.execute(delete(_ORGS).where(_ORGS.c.approach_id.in_(old_ids)))
+    connection = session.connection()
     wanted: dict[int, tuple[dict, list]] = {}
-    for company_id in ids:
-        rows = records.get(company_id, [])
+    for company_id, rows in _records_by_company(connection, ids).items():
         for group in _groups(rows, tolerance_days):
             wanted[min(r.id for r in group)] = (_approach_values(company_id, group), group)
-    stale = [aid for key, aid in old_keys.items() if key not in wanted]
+    stored = _stored(connection, ids, list(wanted))
+    stale = [row.id for key, row in stored.items() if key not in wanted]
+    approach_of = _write_approaches(connection, wanted, stored)
+    _write_links(connection, wanted, approach_of, [row.id for row in stored.values()])
     if stale:
-        session.execute(delete(_APPROACH).where(_APPROACH.c.id.in_(stale)))
-    _upsert(session, wanted, old_keys)
+        connection.execute(_DELETE_LINKS_OF_APPROACHES, {"ids": stale})
+        connection.execute(_DELETE_ORGS_OF, {"ids": stale})
+        connection.execute(_DELETE_APPROACHES, {"ids": stale})
 
 
-def _records_by_company(session: Session, ids: list[int]) -> dict[int, list]:
-    query = (
-        select(
-            _RECORD.c.id,
-            _RECORD.c.company_id,
-            _RECORD.c.approach_date,
-            _RECORD.c.channel,
-            _RECORD.c.purpose,
-            _RECORD.c.status,
-            _RECORD.c.consultant_name,
-            _RECORD.c.consultant_email,
-            _RECORD.c.joint_with,
-            Organisation.id.label("organisation_id"),
-            Organisation.name.label("organisation"),
-        )
-        .join(Source, Source.id == _RECORD.c.source_id)
-        .join(Organisation, Organisation.id == Source.organisation_id)
-        .where(_RECORD.c.company_id.in_(ids), _RECORD.c.status.in_(COUNTING_STATUSES))
-    )
+def _records_by_company(connection, ids: list[int]) -> dict[int, list]:
     grouped: dict[int, list] = defaultdict(list)
-    for row in session.execute(query):
+    for row in connection.execute(_RECORDS_OF, {"ids": ids}):
         grouped[row.company_id].append(row)
     return grouped
 
 
+def _stored(connection, ids: list[int], keys: list[int]) -> dict[int, object]:
+    """The stored approaches of the companies, and those holding one of the wanted group keys
+    (a record that moved to one of these companies takes its approach along)."""
+    stored = {row.group_key: row for row in connection.execute(_STORED_OF_COMPANIES, {"ids": ids})}
+    missing = [key for key in keys if key not in stored]
+    for start in range(0, len(missing), CHUNK):
+        part = missing[start : start + CHUNK]
+        stored.update(
+            (row.group_key, row) for row in connection.execute(_STORED_BY_KEYS, {"keys": part})
+        )
+    return stored
+
+
 def _groups(rows: list, tolerance_days: int) -> list[list]:
     by_id = {row.id: row for row in rows}
-    groupable = [
-        GroupableRecord(
-            id=row.id,
-            organisation=row.organisation,
-            date=row.approach_date,
-            channel=row.channel,
-            consultant_email=row.consultant_email,
-            joint_with=tuple(row.joint_with or ()),
-        )
-        for row in rows
-    ]
+    groupable = [_groupable(row) for row in rows]
     return [[by_id[i] for i in group] for group in group_records(groupable, tolerance_days)]
+
+
+def _groupable(row) -> GroupableRecord:
+    return GroupableRecord(
+        id=row.id,
+        organisation=row.organisation,
+        date=row.approach_date,
+        channel=row.channel,
+        consultant_email=row.consultant_email,
+        joint_with=tuple(row.joint_with or ()),
+    )
 
 
 def _approach_values(company_id: int, group: list) -> dict:
     first = min(group, key=lambda r: (r.approach_date, r.id))
     organisations = sorted({r.organisation for r in group})
     consultants = sorted({r.consultant_name or r.consultant_email for r in group} - {None})
-    joint = is_joint(
-        [
-            GroupableRecord(
-                r.id,
-                r.organisation,
-                r.approach_date,
-                r.channel,
-                r.consultant_email,
-                tuple(r.joint_with or ()),
-            )
-            for r in group
-        ]
-    )
     return {
         "company_id": company_id,
         "date": first.approach_date,
         "channel": first.channel,
         "purpose": first.purpose,
         "planned": all(r.status == "planned" for r in group),
-        "joint": joint,
+        "joint": is_joint([_groupable(r) for r in group]),
         "organisations": organisations,
         "consultants": consultants,
     }
 
 
-def _upsert(session: Session, wanted: dict[int, tuple[dict, list]], old: dict[int, int]) -> None:
+def _write_approaches(connection, wanted: dict, stored: dict) -> dict[int, int]:
+    """Insert the new approaches and update the changed ones; the approach id by group key."""
+    approach_of = {key: row.id for key, row in stored.items() if key in wanted}
     fresh = [
-        {"group_key": key, "coordinated": True, **v}
-        for key, (v, _) in wanted.items()
-        if key not in old
+        {"group_key": key, "coordinated": True, **values}
+        for key, (values, _) in wanted.items()
+        if key not in stored
     ]
     if fresh:
-        session.execute(insert(_APPROACH), fresh)
-    for key, (values, _) in wanted.items():
-        if key in old:
-            session.execute(update(_APPROACH).where(_APPROACH.c.id == old[key]).values(**values))
-    keys = list(wanted)
-    ids = {}
-    for start in range(0, len(keys), 5000):
-        chunk = keys[start : start + 5000]
-        ids.update(
-            session.execute(
-                select(_APPROACH.c.group_key, _APPROACH.c.id).where(
-                    _APPROACH.c.group_key.in_(chunk)
-                )
-            ).all()
-        )
-    links, orgs = [], []
+        approach_of.update(connection.execute(_INSERT_APPROACHES, fresh).all())
+    changed = [
+        {"b_id": stored[key].id, **{f"b_{k}": v for k, v in values.items()}}
+        for key, (values, _) in wanted.items()
+        if key in stored and _differs(stored[key], values)
+    ]
+    if changed:
+        connection.execute(_UPDATE_APPROACH, changed)
+    return approach_of
+
+
+def _differs(row, values: dict) -> bool:
+    return any(getattr(row, name) != values[name] for name in _DERIVED)
+
+
+def _write_links(connection, wanted: dict, approach_of: dict, stored_ids: list[int]) -> None:
+    """Make ``approachrecord`` and ``approachorganisation`` match the groups, row by row."""
+    old_links, old_orgs = {}, defaultdict(set)
+    for start in range(0, len(stored_ids), CHUNK):
+        part = {"ids": stored_ids[start : start + CHUNK]}
+        old_links.update(connection.execute(_LINKS_OF, part).all())
+        for approach_id, organisation_id in connection.execute(_ORGS_OF, part):
+            old_orgs[approach_id].add(organisation_id)
+    links, orgs, wanted_records = [], [], set()
     for key, (_, group) in wanted.items():
-        approach_id = ids[key]
-        links.extend({"source_record_id": r.id, "approach_id": approach_id} for r in group)
-        orgs.extend(
-            {"approach_id": approach_id, "organisation_id": oid}
-            for oid in sorted({r.organisation_id for r in group})
-        )
+        approach_id = approach_of[key]
+        for r in group:
+            wanted_records.add(r.id)
+            if old_links.get(r.id) != approach_id:
+                links.append({"source_record_id": r.id, "approach_id": approach_id})
+        organisations = {r.organisation_id for r in group}
+        if organisations != old_orgs.get(approach_id, set()):
+            orgs.append((approach_id, organisations))
+    gone = [rid for rid in old_links if rid not in wanted_records]
+    # A record may still be linked to an approach of a company rebuilt later (it moved).
+    _delete_in_chunks(
+        connection, _DELETE_LINKS_OF_RECORDS, gone + [lk["source_record_id"] for lk in links]
+    )
     if links:
-        session.execute(insert(_LINKS), links)
-    if orgs:
-        session.execute(insert(_ORGS), orgs)
+        connection.execute(insert(_LINKS), links)
+    _delete_in_chunks(
+        connection,
+        _DELETE_ORGS_OF,
+        [approach_id for approach_id, _ in orgs if approach_id in old_orgs],
+    )
+    rows = [
+        {"approach_id": approach_id, "organisation_id": oid}
+        for approach_id, organisations in orgs
+        for oid in sorted(organisations)
+    ]
+    if rows:
+        connection.execute(insert(_ORGS), rows)
+
+
+def _delete_in_chunks(connection, statement, ids: list[int]) -> None:
+    for start in range(0, len(ids), CHUNK):
+        connection.execute(statement, {"ids": ids[start : start + CHUNK]})

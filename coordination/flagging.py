@@ -8,7 +8,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from coordination.config import Rules
@@ -30,6 +30,42 @@ from coordination.timeutil import local_today
 
 _APPROACH = Approach.__table__
 _FLAG = Flag.__table__
+_EVENT = FlagEvent.__table__
+_CHECK = PriorContactCheck.__table__
+
+# Built once: the compiled-statement cache then skips building them per chunk.
+_APPROACHES_OF = select(
+    _APPROACH.c.id,
+    _APPROACH.c.company_id,
+    _APPROACH.c.date,
+    _APPROACH.c.organisations,
+    _APPROACH.c.joint,
+    _APPROACH.c.coordinated,
+).where(
+    _APPROACH.c.company_id.in_(bindparam("ids", expanding=True)),
+    _APPROACH.c.date <= bindparam("today"),
+)
+_CHECKS_OF = (
+    select(_CHECK.c.company_id, _CHECK.c.checked_at, Organisation.name)
+    .join(Organisation, Organisation.id == _CHECK.c.organisation_id)
+    .where(_CHECK.c.company_id.in_(bindparam("ids", expanding=True)))
+)
+_FLAGS_OF = select(_FLAG).where(_FLAG.c.company_id.in_(bindparam("ids", expanding=True)))
+_SET_COORDINATED = (
+    update(_APPROACH)
+    .where(_APPROACH.c.id == bindparam("b_id"))
+    .values(coordinated=bindparam("b_coordinated"))
+)
+_INSERT_FLAGS = insert(_FLAG).returning(_FLAG.c.id, sort_by_parameter_order=True)
+_UPDATE_FLAG = (
+    update(_FLAG)
+    .where(_FLAG.c.id == bindparam("b_id"))
+    .values(
+        raised_on=bindparam("b_raised_on"),
+        organisations=bindparam("b_organisations"),
+        approach_ids=bindparam("b_approach_ids"),
+    )
+)
 
 
 def evaluate_companies(
@@ -38,6 +74,7 @@ def evaluate_companies(
     """Re-evaluate ``company_ids``; returns the number of flags raised."""
     ids = sorted(set(company_ids))
     today = today or local_today()
+    session.flush()  # the statements below bypass the session: it must not hold back changes
     raised = 0
     for start in range(0, len(ids), 2000):
         raised += _evaluate_chunk(session, ids[start : start + 2000], rules, today)
@@ -48,30 +85,37 @@ def all_company_ids(session: Session) -> list[int]:
     return list(session.execute(select(_APPROACH.c.company_id).distinct()).scalars())
 
 
+def companies_due(
+    session: Session, rules: Rules, today: dt.date, since: dt.date | None
+) -> list[int]:
+    """The companies whose evaluation can differ from the one stored when the rules were last
+    applied to all companies due on ``since`` (None: never, so all companies).
+
+    The rules look at the dates of a company's approaches relative to each other, never at
+    today's date itself; today only decides which approaches count (those dated up to today).
+    So between two nightly runs a company's evaluation changes through time alone when one of
+    its approaches (a planned one, typically) has fallen due since ``since``; everything else
+    that changes it (a sync, a check, an identity decision) evaluates the company at once. The
+    rules' window before today is evaluated again as well, as a margin that costs little."""
+    if since is None:
+        return all_company_ids(session)
+    start = min(since, today - dt.timedelta(days=rules.window_days))
+    query = select(_APPROACH.c.company_id).where(_APPROACH.c.date.between(start, today))
+    return list(session.execute(query.distinct()).scalars())
+
+
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
+    connection = session.connection()
     approaches = defaultdict(list)
-    query = select(
-        _APPROACH.c.id,
-        _APPROACH.c.company_id,
-        _APPROACH.c.date,
-        _APPROACH.c.organisations,
-        _APPROACH.c.joint,
-        _APPROACH.c.coordinated,
-    ).where(_APPROACH.c.company_id.in_(ids), _APPROACH.c.date <= today)
-    for row in session.execute(query):
+    for row in connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}):
         approaches[row.company_id].append(row)
     checks = defaultdict(list)
-    check_query = (
-        select(PriorContactCheck.company_id, PriorContactCheck.checked_at, Organisation.name)
-        .join(Organisation, Organisation.id == PriorContactCheck.organisation_id)
-        .where(PriorContactCheck.company_id.in_(ids))
-    )
-    for company_id, checked_at, organisation in session.execute(check_query):
+    for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):
         checks[company_id].append(CheckFacts(organisation, _local_date(checked_at)))
     flags = defaultdict(list)
-    for flag in session.execute(select(_FLAG).where(_FLAG.c.company_id.in_(ids))):
+    for flag in connection.execute(_FLAGS_OF, {"ids": ids}):
         flags[flag.company_id].append(flag)
-    changes, raised = [], 0
+    changes, created, updated = [], [], []
     for company_id in ids:
         rows = approaches.get(company_id, [])
         facts = [
@@ -95,41 +139,60 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
             for row in rows
             if row.coordinated == (row.id in evaluation.uncoordinated)
         )
-        raised += _apply_flags(session, company_id, evaluation.changes)
+        created.extend((company_id, episode) for episode in evaluation.changes.create)
+        updated.extend(evaluation.changes.update)
     if changes:
-        session.connection().execute(
-            update(_APPROACH)
-            .where(_APPROACH.c.id == bindparam("b_id"))
-            .values(coordinated=bindparam("b_coordinated")),
-            changes,
-        )
-    return raised
+        connection.execute(_SET_COORDINATED, changes)
+    _apply_flags(connection, created, updated)
+    return len(created)
 
 
-def _apply_flags(session: Session, company_id: int, changes) -> int:
-    for episode in changes.create:
-        flag = Flag(
-            company_id=company_id,
-            raised_on=episode.raised_on,
-            status="open",
-            organisations=sorted(episode.organisations),
-            approach_ids=sorted(episode.approach_ids),
+def _apply_flags(connection, created: list, updated: list) -> None:
+    """Store new flags and flag updates, each with its event, in a few statements."""
+    now = utcnow()
+    events = []
+    if created:
+        rows = [
+            {
+                "company_id": company_id,
+                "raised_on": episode.raised_on,
+                "status": "open",
+                "organisations": sorted(episode.organisations),
+                "approach_ids": sorted(episode.approach_ids),
+                "resolved_on": None,
+                "created_at": now,
+            }
+            for company_id, episode in created
+        ]
+        ids = connection.execute(_INSERT_FLAGS, rows).scalars().all()
+        events.extend(_event(flag_id, "raised", now) for flag_id in ids)
+    if updated:
+        connection.execute(
+            _UPDATE_FLAG,
+            [
+                {
+                    "b_id": flag_id,
+                    "b_raised_on": episode.raised_on,
+                    "b_organisations": sorted(episode.organisations),
+                    "b_approach_ids": sorted(episode.approach_ids),
+                }
+                for flag_id, episode in updated
+            ],
         )
-        session.add(flag)
-        session.flush()
-        session.add(FlagEvent(flag_id=flag.id, action="raised", actor="coordination-rules"))
-    for flag_id, episode in changes.update:
-        session.execute(
-            update(_FLAG)
-            .where(_FLAG.c.id == flag_id)
-            .values(
-                raised_on=episode.raised_on,
-                organisations=sorted(episode.organisations),
-                approach_ids=sorted(episode.approach_ids),
-            )
-        )
-        session.add(FlagEvent(flag_id=flag_id, action="updated", actor="coordination-rules"))
-    return len(changes.create)
+        events.extend(_event(flag_id, "updated", now) for flag_id, _ in updated)
+    if events:
+        connection.execute(insert(_EVENT), events)
+
+
+def _event(flag_id: int, action: str, now: dt.datetime) -> dict:
+    return {
+        "flag_id": flag_id,
+        "action": action,
+        "comment": None,
+        "actor": "coordination-rules",
+        "organisation": None,
+        "at": now,
+    }
 
 
 def _local_date(moment: dt.datetime) -> dt.date:
@@ -140,4 +203,4 @@ def _local_date(moment: dt.datetime) -> dt.date:
     return moment.astimezone(ZoneInfo("Europe/Copenhagen")).date()
 
 
-__all__ = ["all_company_ids", "evaluate_companies", "utcnow"]
+__all__ = ["all_company_ids", "companies_due", "evaluate_companies", "utcnow"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
 
-from connectors.base import Batch, Rejected, SourceRecordData, plain, record_problems
+from connectors.base import Batch, Rejected, SourceRecordData, record_problems
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
 from coordination.redaction import redact_cpr, redact_mapping
@@ -120,14 +121,41 @@ def _checked(records: Sequence[SourceRecordData]) -> tuple[list[SourceRecordData
 
 def content_hash(record: SourceRecordData) -> str:
     """SHA-256 of the canonical record without its raw item and its change time. Built field by
-    field (``asdict`` would deep-copy the raw item only to drop it); the JSON is the same."""
-    data = {
-        f.name: plain(getattr(record, f.name))
-        for f in dataclasses.fields(record)
-        if f.name not in ("raw", "modified_at")
-    }
+    field (``asdict`` would deep-copy the raw item only to drop it, and deep-copies every nested
+    value); the JSON is the one of ``connectors.base.plain`` per field, so stored hashes hold."""
+    data = {name: _plain(getattr(record, name)) for name in _hashed_fields(type(record))}
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+@functools.cache
+def _hashed_fields(kind: type) -> tuple[str, ...]:
+    return tuple(name for name in _field_names(kind) if name not in ("raw", "modified_at"))
+
+
+def _plain(value: Any) -> Any:
+    """What ``plain`` gives, as JSON sees it (a tuple and a list encode alike)."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return _as_dict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _as_dict(value: Any) -> Any:
+    """What ``dataclasses.asdict`` gives, as JSON sees it, without its deep copies."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {name: _as_dict(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, list | tuple):
+        return [_as_dict(v) for v in value]
+    if isinstance(value, dict):
+        return {_as_dict(k): _as_dict(v) for k, v in value.items()}
+    return value
 
 
 def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any]:
@@ -237,9 +265,12 @@ def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) 
     for chunk in _chunks(ids):
         session.execute(delete(table).where(table.c.source_record_id.in_(chunk)))
     rows = []
+    classified = {}  # the same need recurs across a batch's records
     for external_id, needs in needs_for.items():
         for need in needs:
-            code, method = classifier.classify(need, kind, name)
+            if need not in classified:
+                classified[need] = classifier.classify(need, kind, name)
+            code, method = classified[need]
             rows.append(
                 {
                     "source_record_id": ids_by_external[external_id],
@@ -323,6 +354,15 @@ def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.d
 def storable(value: Any) -> Any:
     """JSON every database takes: NUL characters dropped from text, and NaN and infinities
     (which Python's JSON reader accepts but PostgreSQL's json type refuses) kept as text."""
+    kind = type(value)  # exact types first: this runs for every value of every payload
+    if kind is str:
+        return value.replace("\x00", "") if "\x00" in value else value
+    if value is None or kind is int or kind is bool:
+        return value
+    if kind is dict:
+        return {storable(k): storable(v) for k, v in value.items()}
+    if kind is list:
+        return [storable(v) for v in value]
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, float) and not math.isfinite(value):

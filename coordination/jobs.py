@@ -11,15 +11,23 @@ the job stops if a stop was requested (SIGTERM).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
 
 from coordination.config import Config
 from coordination.db import session_scope
-from coordination.flagging import all_company_ids, evaluate_companies
+from coordination.flagging import companies_due, evaluate_companies
 from coordination.locks import SyncLock
+from coordination.models import JobClaim
+from coordination.timeutil import local_today
+
+# Stable: it keys the run history (JobClaim), which the nightly flags step reads.
+NIGHTLY_SYNC_ID = "nightly-sync"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +76,30 @@ def sync_all_sources(context: JobContext) -> str | None:
 
 
 def reevaluate_all_flags(context: JobContext) -> str | None:
-    """Apply the coordination rules to every company again: planned approaches start to count
-    on their date, and old approaches leave the window, without any new records arriving."""
+    """Apply the coordination rules again to every company whose evaluation can have changed
+    since the last successful nightly run without new records arriving (planned approaches
+    start to count on their date); the result is that of evaluating all companies."""
+    rules, timezone = context.config.rules, context.config.schedule.timezone
+    today = local_today(timezone)
     with session_scope(context.engine) as session:
-        evaluate_companies(session, all_company_ids(session), context.config.rules)
+        since = last_success_day(session, NIGHTLY_SYNC_ID, timezone)
+        evaluate_companies(session, companies_due(session, rules, today, since), rules, today)
     return None
+
+
+def last_success_day(session: Session, job_id: str, timezone: str) -> dt.date | None:
+    """The local day on which the last successful run of ``job_id`` started (None: never).
+    A successful run has applied the rules to all companies due on that day."""
+    started = session.execute(
+        select(func.max(JobClaim.claimed_at)).where(
+            JobClaim.job_id == job_id, JobClaim.status == "succeeded"
+        )
+    ).scalar_one()
+    if started is None:
+        return None
+    if started.tzinfo is None:  # SQLite hands back naive UTC
+        started = started.replace(tzinfo=dt.UTC)
+    return started.astimezone(ZoneInfo(timezone)).date()
 
 
 def apply_retention_policy(context: JobContext) -> str | None:
@@ -89,7 +116,7 @@ def apply_retention_policy(context: JobContext) -> str | None:
 NIGHTLY_FOLLOW_UP_STEPS: tuple[Step, ...] = (Step("retention", apply_retention_policy),)
 
 NIGHTLY_SYNC = Job(
-    id="nightly-sync",
+    id=NIGHTLY_SYNC_ID,
     description="sync all sources, re-evaluate all flags, apply the retention policy",
     schedule_setting="sync_cron",
     steps=(

@@ -22,6 +22,7 @@ sync:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import functools
@@ -29,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
@@ -104,6 +105,10 @@ class IdentityStage:
         self.survivor: dict[int, int] = {}  # merged company -> the live company it is part of
         # Companies absorbed while linking the current batch -> the link values of their records.
         self._absorbed: dict[int, dict] = {}
+        self._stale: AbstractSet[int] = frozenset()
+        # Companies created in the current batch, by id, until they are inserted in bulk.
+        self._new: dict[int, dict] = {}
+        self._ids = _CompanyIds()
         self._load(session)
 
     def _load(self, session: Session) -> None:
@@ -138,10 +143,18 @@ class IdentityStage:
         if company_id in self.index:
             self.index.remove(company_id)
 
-    def link(self, session: Session, record_ids: list[int]) -> set[int]:
-        """Link ``record_ids`` to companies; return every company whose records changed."""
+    def link(
+        self, session: Session, record_ids: list[int], stale: AbstractSet[int] | None = None
+    ) -> set[int]:
+        """Link ``record_ids`` to companies; return every company whose records changed.
+
+        With ``stale`` (the companies whose display fields wait for a later
+        :func:`refresh_companies`), the caller refreshes the returned companies itself, later;
+        without it they are refreshed here."""
         if not record_ids:
             return set()
+        self._stale = stale if stale is not None else frozenset()
+        self._ids.start_batch()
         manual = self._manual_links(session, record_ids)
         rows = self._records(session, record_ids)
         links, proposals, affected = [], [], set(manual.values())
@@ -168,13 +181,15 @@ class IdentityStage:
             affected.add(company_id)
             if row.company_id is not None:
                 affected.add(row.company_id)
+        self._insert_new_companies(session)
         if self._absorbed:  # links of this batch still name the companies absorbed in it
             links, proposals, company_of = self._redirect_pending(links, proposals, company_of)
             affected |= set(self._absorbed) | {v["company_id"] for v in self._absorbed.values()}
         self._write_links(session, links)
         self._write_proposals(session, proposals)
         self._production_units(session, rows, company_of)
-        refresh_companies(session, affected)
+        if stale is None:
+            refresh_companies(session, affected)
         return affected
 
     def _redirect_pending(self, links, proposals, company_of):
@@ -277,6 +292,9 @@ class IdentityStage:
             return False
         if (f"cvr:{self.index.get(company_id).cvr}", candidate_id) in self.rejected:
             return False
+        self._insert_new_companies(session)  # what follows reads and moves company rows
+        if candidate_id in self._stale:  # its name must be the one its records give it now
+            refresh_companies(session, [candidate_id])
         name, postcode = session.execute(
             select(_COMPANY.c.name, _COMPANY.c.postcode).where(_COMPANY.c.id == candidate_id)
         ).one()
@@ -333,14 +351,19 @@ class IdentityStage:
         known = self.index.get(company_id)
         if known is None or known.cvr is not None:
             return
-        session.execute(update(_COMPANY).where(_COMPANY.c.id == company_id).values(cvr=cvr))
+        if company_id in self._new:
+            self._new[company_id]["cvr"] = cvr
+        else:
+            session.execute(update(_COMPANY).where(_COMPANY.c.id == company_id).values(cvr=cvr))
         self.index.update(dataclasses.replace(known, cvr=cvr))
 
     def _create_company(self, session: Session, row, ref: CompanyRef, with_cvr: bool) -> int:
         name = row.company_name or (f"CVR {row.cvr}" if row.cvr else "(ukendt)")
         key = normalise_company_name(name)
         cvr = row.cvr if with_cvr else None
-        values = {
+        company_id = self._ids.take(session)
+        self._new[company_id] = {
+            "id": company_id,
             "cvr": cvr,
             "name": name,
             "name_key": key,
@@ -350,10 +373,14 @@ class IdentityStage:
             "municipality_code": municipality_code(row.postcode),
             "created_at": dt.datetime.now(dt.UTC),
         }
-        company_id = session.execute(insert(_COMPANY).returning(_COMPANY.c.id), values).scalar_one()
         known = KnownCompany.from_ref(company_id, ref)
         self.index.add(known if with_cvr else dataclasses.replace(known, cvr=None))
         return company_id
+
+    def _insert_new_companies(self, session: Session) -> None:
+        if self._new:
+            session.connection().execute(insert(_COMPANY), list(self._new.values()))
+            self._new = {}
 
     def _write_links(self, session: Session, links: list[dict]) -> None:
         if not links:
@@ -369,25 +396,30 @@ class IdentityStage:
         )
 
     def _write_proposals(self, session: Session, proposals) -> None:
+        """One proposal per pair of companies, whatever its status: the first one stays."""
+        if not proposals:
+            return
         table = MatchProposal.__table__
+        wanted: dict[tuple[int, int], dict] = {}
         for company_id, resolution in proposals:
-            exists = session.execute(
-                select(table.c.id).where(
-                    table.c.company_id == company_id,
-                    table.c.candidate_company_id == resolution.proposal_company_id,
-                )
-            ).first()
-            if exists is None:
-                session.execute(
-                    insert(table).values(
-                        company_id=company_id,
-                        candidate_company_id=resolution.proposal_company_id,
-                        score=resolution.score,
-                        reason=resolution.reason,
-                        status="proposed",
-                        created_at=dt.datetime.now(dt.UTC),
-                    )
-                )
+            wanted.setdefault(
+                (company_id, resolution.proposal_company_id),
+                {
+                    "company_id": company_id,
+                    "candidate_company_id": resolution.proposal_company_id,
+                    "score": resolution.score,
+                    "reason": resolution.reason,
+                    "status": "proposed",
+                    "created_at": dt.datetime.now(dt.UTC),
+                },
+            )
+        query = select(table.c.company_id, table.c.candidate_company_id).where(
+            table.c.company_id.in_(sorted({company_id for company_id, _ in wanted}))
+        )
+        known = {tuple(row) for row in session.execute(query)}
+        fresh = [row for pair, row in wanted.items() if pair not in known]
+        if fresh:
+            session.execute(insert(table), fresh)
 
     def _production_units(self, session: Session, rows, company_of: dict[int, int]) -> None:
         table = ProductionUnit.__table__
@@ -416,6 +448,41 @@ class IdentityStage:
         ]
         if fresh:
             session.execute(insert(table), fresh)
+
+
+class _CompanyIds:
+    """Ids for the companies a batch creates, taken before their rows are written so that the
+    batch's later records resolve to them, and the rows go in with one statement.
+
+    PostgreSQL: values of the table's sequence, taken in growing blocks (unused ones are gaps,
+    as after any rollback). SQLite: the next ids after the largest one, counted afresh in every
+    batch: the batch's transaction has already written its records, so it holds the database's
+    only write lock and no other connection can add a company meanwhile."""
+
+    def __init__(self) -> None:
+        self._free: collections.deque[int] = collections.deque()
+        self._block = 16
+        self._next_sqlite: int | None = None
+
+    def start_batch(self) -> None:
+        self._next_sqlite = None
+
+    def take(self, session: Session) -> int:
+        if session.get_bind().dialect.name != "postgresql":
+            if self._next_sqlite is None:
+                query = select(func.coalesce(func.max(_COMPANY.c.id), 0))
+                self._next_sqlite = session.execute(query).scalar_one() + 1
+            self._next_sqlite += 1
+            return self._next_sqlite - 1
+        if not self._free:
+            self._free.extend(session.execute(_NEXT_COMPANY_IDS, {"n": self._block}).scalars())
+            self._block = min(self._block * 2, 1024)
+        return self._free.popleft()
+
+
+_NEXT_COMPANY_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('company', 'id')) FROM generate_series(1, :n)"
+)
 
 
 def move_company(session: Session, from_id: int, to_id: int) -> None:

@@ -284,6 +284,16 @@ class SyncRun(SQLModel, table=True):
     finished_at: dt.datetime | None = None
 
 
+class DirtyCompany(SQLModel, table=True):
+    """A company a sync touched whose display fields and approaches (``rebuilt`` false) or
+    flags do not yet follow its records. Written in the transaction that stores a batch, marked
+    rebuilt in the one that rebuilds the company, removed in the one that evaluates its flags:
+    the next sync finishes what a crash left undone."""
+
+    company_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    rebuilt: bool = False
+
+
 class SyncRunSource(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("sync_run_id", "source_id"),)
 

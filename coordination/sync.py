@@ -1,9 +1,15 @@
 """The sync engine: runs connectors, stores their batches, and drives the pipeline stages.
 
-Per batch, in ONE transaction: the records, their quarantine, the identity links, the rebuilt
-approaches and the connector's new cursor. A crash at any point therefore loses nothing and
-duplicates nothing: the next run re-reads from the last committed cursor, and re-read records are
-recognised by their content hash. One failing source does not stop the others.
+Per batch, in ONE transaction: the records, their quarantine, the identity links, the touched
+companies (``dirtycompany``) and the connector's new cursor. After the source (and on the way
+when it touches very many companies) each touched company's display fields and approaches are
+rebuilt once, in chunks, each chunk marking its companies rebuilt in the same transaction: a
+company with records in many batches is rebuilt once, not once per batch. At the end of the run
+the coordination rules are applied to every touched company, and the companies leave
+``dirtycompany`` in that transaction. A crash at any point therefore loses nothing and
+duplicates nothing: the next run first rebuilds the companies still in ``dirtycompany`` (and
+evaluates them at its end), then re-reads from the last committed cursor, and re-read records
+are recognised by their content hash. One failing source does not stop the others.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.base import Connector, ConnectorError
@@ -24,11 +31,31 @@ from coordination.db import session_scope
 from coordination.flagging import evaluate_companies
 from coordination.identity.normalise import normalise_organisation_name
 from coordination.ingest import BatchCounts, NeedClassifier, store_batch
-from coordination.linking import IdentityStage
-from coordination.models import Organisation, Source, SyncRun, SyncRunSource, utcnow
+from coordination.linking import IdentityStage, refresh_companies
+from coordination.models import (
+    DirtyCompany,
+    Organisation,
+    Source,
+    SyncRun,
+    SyncRunSource,
+    utcnow,
+)
 from coordination.timeutil import local_today
 
 log = logging.getLogger(__name__)
+
+# Companies rebuilt per transaction: bounds the transaction and the records held in memory.
+REBUILD_CHUNK = 500
+# A source that has touched this many companies rebuilds them before it goes on.
+REBUILD_AFTER = 50_000
+
+_DIRTY = DirtyCompany.__table__
+_REBUILT = (
+    update(_DIRTY)
+    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True)))
+    .values(rebuilt=True)
+)
+_EVALUATED = delete(_DIRTY).where(_DIRTY.c.rebuilt.is_(True))
 
 
 @dataclasses.dataclass
@@ -120,18 +147,22 @@ class SyncEngine:
             run_id = run.id
         if on_started is not None:
             on_started(run_id)
+        # Before the index is read: an interrupted run may have left display names behind.
+        touched = self._catch_up()
         with Session(self.engine) as session:
             stage = IdentityStage(session)
-        outcomes, touched = [], set()
+        outcomes = []
         for sc in sources:
             if self.stop.is_set():
                 break
             outcome = self._sync_source(run_id, sc, source_ids[sc.name], stage, touched, progress)
             outcomes.append(outcome)
+        # The end of the run: every company whose approaches may have changed is evaluated.
         with session_scope(self.engine) as session:
             raised = evaluate_companies(
                 session, touched, self.config.rules, local_today(self.config.schedule.timezone)
             )
+            session.execute(_EVALUATED)  # every company marked rebuilt is in ``touched``
             run = session.get(SyncRun, run_id)
             run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()
@@ -173,10 +204,15 @@ class SyncEngine:
             # Shown at once (a slow first page would otherwise leave the source invisible), and
             # the display measures the source's rate from here.
             progress(sc.name, counts)
+        pending: set[int] = set()  # committed in dirtycompany, not yet rebuilt
         try:
             connector = sc.build_connector(self.registry)
             for batch in connector.read(state):
-                touched |= self._store(sc, source_id, batch, stage, counts)
+                affected = self._store(sc, source_id, batch, stage, counts, pending)
+                pending |= affected
+                touched |= affected
+                if len(pending) >= REBUILD_AFTER:
+                    self._rebuild(pending)
                 if progress:
                     progress(sc.name, counts)
                 if self.stop.is_set():
@@ -187,6 +223,12 @@ class SyncEngine:
         except Exception as exc:  # a bug or a database error: record it, go on with the others
             log.exception("source %s failed", sc.name)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
+        try:
+            self._rebuild(pending)
+        except Exception as exc:  # the companies stay in dirtycompany for the next run
+            log.exception("rebuilding the companies of source %s failed", sc.name)
+            if status == "succeeded":
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
         self._finish(entry_id, source_id, status, error, counts)
         log.info(
             "source=%s status=%s fetched=%d new=%d updated=%d unchanged=%d quarantined=%d%s",
@@ -201,14 +243,16 @@ class SyncEngine:
         )
         return SourceOutcome(sc.name, status, counts, error, time.monotonic() - started)
 
-    def _store(self, sc, source_id, batch, stage: IdentityStage, counts: BatchCounts) -> set[int]:
+    def _store(self, sc, source_id, batch, stage, counts: BatchCounts, pending) -> set[int]:
+        """Store one batch and link its records; returns the companies it touched (they are
+        in dirtycompany once this returns)."""
         # The index mirrors committed companies only; rebuild it if this transaction fails.
         try:
             with session_scope(self.engine) as session:
                 stored = store_batch(session, source_id, sc.kind, sc.name, batch, self.classifier)
-                affected = stage.link(session, stored.record_ids_to_link)
+                affected = stage.link(session, stored.record_ids_to_link, stale=pending)
                 affected |= stored.previous_company_ids
-                rebuild_approaches(session, affected, self.config.rules.joint_date_tolerance_days)
+                _mark_dirty(session, affected - pending)
                 session.get(Source, source_id).state = batch.state
         except BaseException:
             with Session(self.engine) as session:
@@ -216,6 +260,26 @@ class SyncEngine:
             raise
         counts.add(stored.counts)
         return affected
+
+    def _catch_up(self) -> set[int]:
+        """Rebuild the companies an interrupted run left in dirtycompany; returns all it left
+        (they are evaluated at the end of this run)."""
+        with Session(self.engine) as session:
+            left = dict(session.execute(select(_DIRTY.c.company_id, _DIRTY.c.rebuilt)).all())
+        if left:
+            log.info("finishing %d companies left by an interrupted sync", len(left))
+            self._rebuild({cid for cid, rebuilt in left.items() if not rebuilt})
+        return set(left)
+
+    def _rebuild(self, pending: set[int]) -> None:
+        """Rebuild ``pending`` in chunks, one transaction each; rebuilt ones leave the set."""
+        ids = sorted(pending)
+        tolerance = self.config.rules.joint_date_tolerance_days
+        for start in range(0, len(ids), REBUILD_CHUNK):
+            chunk = ids[start : start + REBUILD_CHUNK]
+            with session_scope(self.engine) as session:
+                rebuild_companies(session, chunk, tolerance)
+            pending.difference_update(chunk)
 
     def _finish(self, entry_id, source_id, status, error, counts: BatchCounts) -> None:
         with session_scope(self.engine) as session:
@@ -229,6 +293,25 @@ class SyncEngine:
             source.last_status = status
             if status == "succeeded":
                 source.last_success_at = utcnow()
+
+
+def rebuild_companies(session: Session, company_ids: list[int], tolerance_days: int) -> None:
+    """Display fields and approaches of ``company_ids`` follow their records; they are marked
+    rebuilt in dirtycompany in the same transaction."""
+    refresh_companies(session, company_ids)
+    rebuild_approaches(session, company_ids, tolerance_days)
+    session.execute(_REBUILT, {"ids": list(company_ids)})
+
+
+def _mark_dirty(session: Session, company_ids: set[int]) -> None:
+    if not company_ids:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(_DIRTY).on_conflict_do_update(
+        index_elements=[_DIRTY.c.company_id], set_={"rebuilt": False}
+    )
+    rows = [{"company_id": cid, "rebuilt": False} for cid in sorted(company_ids)]
+    session.execute(statement, rows)
 
 
 def _run_status(outcomes: list[SourceOutcome], planned: int) -> str:

@@ -15,7 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
 
+import coordination.sync as sync_module
+from coordination.models import DirtyCompany
 from tests.integration.conftest import (
     CRM,
     FAST_RETRIES,
@@ -86,6 +90,62 @@ def test_the_run_after_a_failed_source_ends_with_exactly_the_state_of_a_clean_ru
     assert result.ok
     stored_now = outcome(result, failing).counts.new
     assert stored_now == len(clean.records_of(failing)) - STORED_BEFORE_THE_FAULT[failing]
+    assert snapshot(engine) == clean
+
+
+# --- a crash after a batch is committed, before its companies are rebuilt --------------------
+
+
+class _Crash(BaseException):
+    """Stands for the process dying: no handler in the sync catches it."""
+
+
+def _dirty_companies(engine) -> int:
+    with Session(engine) as session:
+        return session.execute(select(func.count()).select_from(DirtyCompany)).scalar_one()
+
+
+def test_a_crash_between_the_batches_and_their_rebuild_leaves_no_approach_missing(
+    config, engine, fakes, jobcenter_exports, clean, monkeypatch
+):
+    rebuild = sync_module.rebuild_companies
+    calls = []
+
+    def crash_on_the_second_source(*args):
+        calls.append(args)
+        if len(calls) == 2:  # the first source is rebuilt; the second one's batches are stored
+            raise _Crash
+        return rebuild(*args)
+
+    monkeypatch.setattr(sync_module, "rebuild_companies", crash_on_the_second_source)
+    with pytest.raises(_Crash):
+        sync(config, engine)
+    monkeypatch.undo()
+
+    crashed = snapshot(engine)
+    assert crashed.records_of(SOURCE_NAMES[1])  # stored, with the cursor past them
+    assert len(crashed.approaches) < len(clean.approaches)
+    assert _dirty_companies(engine) > 0
+    result = sync(config, engine)
+    assert result.ok
+    assert outcome(result, SOURCE_NAMES[1]).counts.new == 0  # nothing re-read to rebuild from
+    assert snapshot(engine) == clean
+    assert _dirty_companies(engine) == 0
+
+
+@pytest.mark.parametrize(
+    ("chunk", "after"),
+    [(1, sync_module.REBUILD_AFTER), (sync_module.REBUILD_CHUNK, 1)],
+    ids=["one-company-per-transaction", "after-every-batch"],
+)
+def test_how_the_rebuild_is_cut_up_does_not_change_what_is_stored(
+    config, engine, fakes, jobcenter_exports, clean, monkeypatch, chunk, after
+):
+    monkeypatch.setattr(sync_module, "REBUILD_CHUNK", chunk)
+    monkeypatch.setattr(sync_module, "REBUILD_AFTER", after)
+
+    assert sync(config, engine).ok
+
     assert snapshot(engine) == clean
 
 
