@@ -22,30 +22,23 @@ whose municipality belonged to the area on the approach's date. Companies with n
 municipality belong to no area. Every figure comes with the same figure for the previous period
 of equal length and the change; figures are suppressed by :mod:`coordination.reports.suppression`
 (each period on its own; a change is published only when both its figures are). Cells a table
-leaves out are zero. The counting happens in the database: GROUP BY queries per cell and per
-group covering both periods; need totals and the grand total are sums of those where groups
-cannot overlap (sector, municipality) and queries of their own where they can (organisation
-type).
+leaves out are zero. The counting happens in the database, over the report facts
+(:mod:`coordination.reports.facts`: the needs of approaches flattened into one table): GROUP BY
+queries per cell and per group covering both periods; need totals and the grand total are sums
+of those where groups cannot overlap (sector, municipality) and queries of their own where they
+can (organisation type).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import Select, Subquery, case, distinct, false, func, select
+from sqlalchemy import Select, Subquery, case, distinct, func, select, text
 from sqlmodel import Session
 
-from coordination.models import (
-    Approach,
-    ApproachRecord,
-    Company,
-    Need,
-    Organisation,
-    Source,
-    SourceRecord,
-)
 from coordination.needs.codelists import DISCO_PREFIX, CodeLists, load_codelists
 from coordination.reports import AreaScope, Period, ReportRequestError, resolve_area
+from coordination.reports.facts import expressed_needs
 from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
 
 GROUP_BY = ("sector", "municipality", "organisation_type")
@@ -61,6 +54,8 @@ ORGANISATION_TYPE_LABELS = {
     "veu": "VEU-center",
 }
 _CURRENT, _PREVIOUS = "current", "previous"
+# Enough to sort a year of two million approaches' needs in memory.
+AGGREGATION_WORK_MEM = "256MB"
 # Length of "disco:" plus the digits that name a sub-major (2) or major (1) group.
 _DISCO_KEY_LENGTH = {"sub_major": len(DISCO_PREFIX) + 2, "major": len(DISCO_PREFIX) + 1}
 
@@ -108,7 +103,9 @@ def competence_needs_report(
     current = request.period
     previous = current.previous()
     scope = resolve_area(codelists, request.area, Period(previous.start, current.end))
-    base = _base_query(scope, current, previous, request, codelists).subquery("needs_expressed")
+    base = _base_query(session, scope, current, previous, request, codelists).subquery(
+        "needs_expressed"
+    )
     tallies = _tallies(session, base, request.group_by)
     return _Assembly(request, codelists, tallies).report(scope, previous)
 
@@ -117,65 +114,55 @@ def competence_needs_report(
 
 
 def _base_query(
+    session: Session,
     scope: AreaScope,
     current: Period,
     previous: Period,
     request: CompetenceNeedsRequest,
     codelists: CodeLists,
 ) -> Select:
-    """One row per (approach, need record) in both periods, with the keys to group by."""
-    period = case((Approach.date >= current.start, _CURRENT), else_=_PREVIOUS)
-    query = (
-        select(
-            Approach.id.label("approach_id"),
-            Approach.company_id.label("company_id"),
-            period.label("period"),
-            Need.type.label("need_type"),
-            _need_key(request.occupation_level).label("need_key"),
-            _group_key(request.group_by, codelists).label("group_key"),
-        )
-        .join(Company, Company.id == Approach.company_id)
-        .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
-        .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
-        .where(
-            Approach.planned == false(),
-            Approach.date.between(previous.start, current.end),
-            scope.condition(Company.municipality_code, Approach.date),
-        )
+    """One row per (approach, need, organisation type) in both periods, with the keys to group
+    by."""
+    needs = expressed_needs(session)
+    period = case((needs.c.day >= current.start, _CURRENT), else_=_PREVIOUS)
+    return select(
+        needs.c.approach_id,
+        needs.c.company_id,
+        period.label("period"),
+        needs.c.need_type,
+        _need_key(needs.c.taxonomy_code, request.occupation_level).label("need_key"),
+        _group_key(needs, request.group_by, codelists).label("group_key"),
+    ).where(
+        needs.c.day.between(previous.start, current.end),
+        scope.condition(needs.c.municipality_code, needs.c.day),
     )
-    if request.group_by == "organisation_type":
-        query = (
-            query.join(SourceRecord, SourceRecord.id == Need.source_record_id)
-            .join(Source, Source.id == SourceRecord.source_id)
-            .join(Organisation, Organisation.id == Source.organisation_id)
-        )
-    return query
 
 
-def _need_key(occupation_level: str):
-    classified = func.coalesce(Need.taxonomy_code, UNCLASSIFIED)
+def _need_key(taxonomy_code, occupation_level: str):
+    classified = func.coalesce(taxonomy_code, UNCLASSIFIED)
     if occupation_level == "unit":
         return classified
     length = _DISCO_KEY_LENGTH[occupation_level]
     return case(
-        (Need.taxonomy_code.like(DISCO_PREFIX + "%"), func.substr(Need.taxonomy_code, 1, length)),
+        (taxonomy_code.like(DISCO_PREFIX + "%"), func.substr(taxonomy_code, 1, length)),
         else_=classified,
     )
 
 
-def _group_key(group_by: str, codelists: CodeLists):
+def _group_key(needs, group_by: str, codelists: CodeLists):
     if group_by == "municipality":
-        return Company.municipality_code
+        return needs.c.municipality_code
     if group_by == "organisation_type":
-        return Organisation.type
+        return needs.c.organisation_type
     group_of_section = {
         section: codelists.industry_group(section).code for section in codelists.industry_sections
     }
-    return case(group_of_section, value=Company.industry_section, else_=UNKNOWN_GROUP)
+    return case(group_of_section, value=needs.c.industry_section, else_=UNKNOWN_GROUP)
 
 
 def _tallies(session: Session, base: Subquery, group_by: str) -> dict[str, _Tally]:
     """Distinct companies and approaches per cell, need, group and in all, for both periods."""
+    allow_memory_to_aggregate(session)
     cells = _tally(session, base, "group_key", "need_type", "need_key")
     columns = _tally(session, base, "group_key")
     if group_by == "organisation_type":  # one approach can count in several groups
@@ -197,6 +184,13 @@ def _tally(session: Session, base: Subquery, *keys: str) -> _Tally:
     for period, *values, companies, approaches in session.execute(query):
         tally[period][tuple(values)] = _Counts(companies, approaches)
     return tally
+
+
+def allow_memory_to_aggregate(session: Session) -> None:
+    """PostgreSQL's default work_mem (4 MB) sorts a year's needs on disk; allow more for this
+    transaction only."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{AGGREGATION_WORK_MEM}'"))
 
 
 def _without_group(tally: _Tally) -> _Tally:

@@ -1,0 +1,111 @@
+"""Report facts: the needs noted in approaches, flattened into one table for the reports.
+
+Counting a year of needs straight from approaches joins five tables of millions of rows before
+anything is counted. ``reportneedfact`` holds the result of that join (one row per approach that
+took place, need type, taxonomy code and organisation type that noted it, with the company's
+municipality and industry section), so a report reads one table.
+
+The facts are derived data: :func:`refresh_report_facts` rebuilds the rows of the companies it
+is given from the approaches, needs and companies as they are stored. Whatever changes a
+company's approaches, the needs of its records or its municipality or industry must call it for
+that company afterwards, in the same transaction. Until the facts have been built once
+(``reportfactstate`` has its row) the reports count from the approaches directly
+(:func:`expressed_needs`), so a database whose facts were never built still reports correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Select, delete, false, insert, select
+from sqlmodel import Session
+
+from coordination.models import (
+    Approach,
+    ApproachRecord,
+    Company,
+    Need,
+    Organisation,
+    ReportFactState,
+    ReportNeedFact,
+    Source,
+    SourceRecord,
+    utcnow,
+)
+
+_CHUNK = 5_000  # company ids per statement: well below every driver's parameter limit
+_COLUMNS = (
+    "approach_id",
+    "company_id",
+    "day",
+    "municipality_code",
+    "industry_section",
+    "organisation_type",
+    "need_type",
+    "taxonomy_code",
+)
+
+
+def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = None) -> None:
+    """Rebuild the report facts of ``company_ids`` (every company when None) from the stored
+    approaches. The first call on a database builds the facts of every company, whatever it is
+    given: from then on the reports read them."""
+    if company_ids is None or not facts_built(session):
+        _rebuild_all(session)
+        return
+    ids = sorted(set(company_ids))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        session.execute(delete(ReportNeedFact).where(ReportNeedFact.company_id.in_(chunk)))
+        session.execute(_insert(live_needs().where(Approach.company_id.in_(chunk))))
+
+
+def facts_built(session: Session) -> bool:
+    return session.get(ReportFactState, 1) is not None
+
+
+def expressed_needs(session: Session):
+    """What the competence-needs report counts, with the columns of ``reportneedfact``: the
+    facts once built, else the same rows computed from the approaches."""
+    if facts_built(session):
+        return ReportNeedFact.__table__
+    return live_needs().subquery("live_needs")
+
+
+def live_needs() -> Select:
+    """The facts as the stored approaches, needs and companies give them."""
+    return (
+        select(
+            Approach.id.label("approach_id"),
+            Approach.company_id.label("company_id"),
+            Approach.date.label("day"),
+            Company.municipality_code.label("municipality_code"),
+            Company.industry_section.label("industry_section"),
+            Organisation.type.label("organisation_type"),
+            Need.type.label("need_type"),
+            Need.taxonomy_code.label("taxonomy_code"),
+        )
+        .distinct()
+        .join(Company, Company.id == Approach.company_id)
+        .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
+        .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
+        .join(SourceRecord, SourceRecord.id == Need.source_record_id)
+        .join(Source, Source.id == SourceRecord.source_id)
+        .join(Organisation, Organisation.id == Source.organisation_id)
+        .where(Approach.planned == false())
+    )
+
+
+def _rebuild_all(session: Session) -> None:
+    session.execute(delete(ReportNeedFact))
+    session.execute(_insert(live_needs()))
+    state = session.get(ReportFactState, 1)
+    if state is None:
+        session.add(ReportFactState(id=1, built_at=utcnow()))
+    else:
+        state.built_at = utcnow()
+    session.flush()
+
+
+def _insert(rows: Select):
+    return insert(ReportNeedFact).from_select(list(_COLUMNS), rows)
