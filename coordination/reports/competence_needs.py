@@ -33,11 +33,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import Select, Subquery, case, distinct, func, select, text
+from sqlalchemy import Select, Subquery, case, distinct, func, select
 from sqlmodel import Session
 
 from coordination.needs.codelists import DISCO_PREFIX, CodeLists, load_codelists
-from coordination.reports import AreaScope, Period, ReportRequestError, resolve_area
+from coordination.reports import (
+    AreaScope,
+    Period,
+    ReportRequestError,
+    allow_memory_to_aggregate,
+    resolve_area,
+)
 from coordination.reports.facts import expressed_needs
 from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
 
@@ -54,8 +60,6 @@ ORGANISATION_TYPE_LABELS = {
     "veu": "VEU-center",
 }
 _CURRENT, _PREVIOUS = "current", "previous"
-# Enough to sort a year of two million approaches' needs in memory.
-AGGREGATION_WORK_MEM = "256MB"
 # Length of "disco:" plus the digits that name a sub-major (2) or major (1) group.
 _DISCO_KEY_LENGTH = {"sub_major": len(DISCO_PREFIX) + 2, "major": len(DISCO_PREFIX) + 1}
 
@@ -184,13 +188,6 @@ def _tally(session: Session, base: Subquery, *keys: str) -> _Tally:
     for period, *values, companies, approaches in session.execute(query):
         tally[period][tuple(values)] = _Counts(companies, approaches)
     return tally
-
-
-def allow_memory_to_aggregate(session: Session) -> None:
-    """PostgreSQL's default work_mem (4 MB) sorts a year's needs on disk; allow more for this
-    transaction only."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL work_mem = '{AGGREGATION_WORK_MEM}'"))
 
 
 def _without_group(tally: _Tally) -> _Tally:

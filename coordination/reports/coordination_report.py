@@ -54,7 +54,13 @@ from coordination.models import (
     PriorContactCheck,
 )
 from coordination.needs.codelists import CodeLists, load_codelists
-from coordination.reports import AreaScope, Period, resolve_area, share
+from coordination.reports import (
+    AreaScope,
+    Period,
+    allow_memory_to_aggregate,
+    resolve_area,
+    share,
+)
 from coordination.reports.competence_needs import ORGANISATION_TYPE_LABELS
 from coordination.reports.suppression import MIN_COMPANIES, RULE, Line, suppress
 
@@ -122,6 +128,7 @@ class _Counts:
 
     @classmethod
     def gather(cls, session: Session, scope: AreaScope, period: Period, rules: Rules) -> _Counts:
+        allow_memory_to_aggregate(session)
         checked = _checked_approaches(scope, period, rules).subquery("checked")
         checked_counts = session.execute(
             select(func.count(), func.count(distinct(checked.c.company_id)))
