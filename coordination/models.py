@@ -358,6 +358,17 @@ class ReportNeedFact(SQLModel, table=True):
     organisation_type: str = Field(max_length=20)
     need_type: str = Field(max_length=20)
     taxonomy_code: str | None = Field(default=None, max_length=100)
+    # The company's previous day (this one for a second row of the same day) with a row of the
+    # same need; of the same organisation type and need; any row; any row of the type. A row
+    # starts a company's count in a period when there is none or it lies before the period.
+    need_before: dt.date | None = None
+    type_need_before: dt.date | None = None
+    any_before: dt.date | None = None
+    type_before: dt.date | None = None
+    # Whether this is the row an approach is counted by: for its need; at all; for its type.
+    approach_need_first: bool = False
+    approach_first: bool = False
+    approach_type_first: bool = False
 
 
 class ReportFactState(SQLModel, table=True):

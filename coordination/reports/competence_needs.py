@@ -32,10 +32,13 @@ can (organisation type).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import itertools
 
-from sqlalchemy import Select, Subquery, case, distinct, func, select
+from sqlalchemy import Date, Select, Subquery, case, distinct, func, literal, or_, select, true
 from sqlmodel import Session
 
+from coordination.models import ReportNeedFact
 from coordination.needs.codelists import DISCO_PREFIX, CodeLists, load_codelists
 from coordination.reports import (
     AreaScope,
@@ -44,7 +47,7 @@ from coordination.reports import (
     allow_memory_to_aggregate,
     resolve_area,
 )
-from coordination.reports.facts import expressed_needs
+from coordination.reports.facts import expressed_needs, facts_built
 from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
 
 GROUP_BY = ("sector", "municipality", "organisation_type")
@@ -107,10 +110,18 @@ def competence_needs_report(
     current = request.period
     previous = current.previous()
     scope = resolve_area(codelists, request.area, Period(previous.start, current.end))
-    base = _base_query(session, scope, current, previous, request, codelists).subquery(
-        "needs_expressed"
-    )
-    tallies = _tallies(session, base, request.group_by)
+    allow_memory_to_aggregate(session)
+    starts = _area_starts(scope, (current, previous))
+    if facts_built(session) and request.occupation_level == "unit" and starts is not None:
+        tallies = _MarkedCounts(scope, current, previous, starts).tallies(
+            session, _group_key(ReportNeedFact.__table__, request.group_by, codelists)
+        )
+        if request.group_by != "organisation_type":
+            tallies.update(rows=_without_group(tallies["cells"]))
+            tallies.update(grand=_without_group(tallies["columns"]))
+    else:
+        base = _base_query(session, scope, current, previous, request, codelists)
+        tallies = _tallies(session, base.subquery("needs_expressed"), request.group_by)
     return _Assembly(request, codelists, tallies).report(scope, previous)
 
 
@@ -166,7 +177,6 @@ def _group_key(needs, group_by: str, codelists: CodeLists):
 
 def _tallies(session: Session, base: Subquery, group_by: str) -> dict[str, _Tally]:
     """Distinct companies and approaches per cell, need, group and in all, for both periods."""
-    allow_memory_to_aggregate(session)
     cells = _tally(session, base, "group_key", "need_type", "need_key")
     columns = _tally(session, base, "group_key")
     if group_by == "organisation_type":  # one approach can count in several groups
@@ -202,6 +212,85 @@ def _without_group(tally: _Tally) -> _Tally:
             )
         summed[period] = totals
     return summed
+
+
+# --- counting by the marks of the report facts ----------------------------------------------
+
+
+def _area_starts(scope: AreaScope, periods) -> dict[str, dict[str, dt.date]] | None:
+    """For each period, the first day each municipality of the area counts in it; None when a
+    municipality leaves the area and comes back within a period (then a company's first need
+    in the area is not simply its first need since that day)."""
+    starts = {}
+    for name, period in zip((_CURRENT, _PREVIOUS), periods, strict=True):
+        days: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        for segment in scope.segments:
+            start, end = max(segment.start, period.start), min(segment.end, period.end)
+            for code in segment.municipality_codes if start <= end else ():
+                days.setdefault(code, []).append((start, end))
+        for spans in days.values():
+            spans.sort()
+            if any(b[0] > a[1] + dt.timedelta(days=1) for a, b in itertools.pairwise(spans)):
+                return None
+        starts[name] = {code: spans[0][0] for code, spans in days.items()}
+    return starts
+
+
+class _MarkedCounts:
+    """Distinct companies and approaches as filtered counts over the report facts: a row counts
+    a company when the company has no earlier row of the same key in the period (its
+    ``*_before`` day lies before the first day its municipality counts), and an approach when
+    it is the approach's first row of that key."""
+
+    def __init__(self, scope: AreaScope, current: Period, previous: Period, starts) -> None:
+        self.facts = ReportNeedFact.__table__.c
+        is_current = self.facts.day >= current.start
+        self.period = case((is_current, _CURRENT), else_=_PREVIOUS)
+        self.start = case(
+            (is_current, self._start(starts[_CURRENT], current)),
+            else_=self._start(starts[_PREVIOUS], previous),
+        )
+        self.where = (
+            self.facts.day.between(previous.start, current.end),
+            scope.condition(self.facts.municipality_code, self.facts.day),
+        )
+
+    def _start(self, starts: dict[str, dt.date], period: Period):
+        if not starts:
+            return literal(period.start, Date)
+        return case(starts, value=self.facts.municipality_code, else_=literal(period.start, Date))
+
+    def tallies(self, session: Session, group) -> dict[str, _Tally]:
+        f = self.facts
+        need = (f.need_type, func.coalesce(f.taxonomy_code, UNCLASSIFIED))
+        if f.organisation_type.compare(group):  # an approach can count in several groups
+            levels = {
+                "cells": ((group, *need), f.type_need_before, None),
+                "columns": ((group,), f.type_before, f.approach_type_first),
+                "rows": (need, f.need_before, f.approach_need_first),
+                "grand": ((), f.any_before, f.approach_first),
+            }
+        else:
+            levels = {
+                "cells": ((group, *need), f.need_before, f.approach_need_first),
+                "columns": ((group,), f.any_before, f.approach_first),
+            }
+        return {name: self._tally(session, *level) for name, level in levels.items()}
+
+    def _tally(self, session: Session, keys, before, approach_first) -> _Tally:
+        companies = func.count().filter(or_(before.is_(None), before < self.start))
+        approaches = func.count()
+        if approach_first is not None:
+            approaches = approaches.filter(approach_first == true())
+        query = (
+            select(self.period, *keys, companies, approaches)
+            .where(*self.where)
+            .group_by(self.period, *keys)
+        )
+        tally: _Tally = {_CURRENT: {}, _PREVIOUS: {}}
+        for period, *values, n_companies, n_approaches in session.execute(query):
+            tally[period][tuple(values)] = _Counts(n_companies, n_approaches)
+        return tally
 
 
 # --- the report -------------------------------------------------------------------------------

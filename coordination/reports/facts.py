@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Select, delete, false, insert, select
+from sqlalchemy import Date, Select, delete, false, func, insert, select
 from sqlmodel import Session
 
 from coordination.models import (
@@ -108,4 +108,34 @@ def _rebuild_all(session: Session) -> None:
 
 
 def _insert(rows: Select):
-    return insert(ReportNeedFact).from_select(list(_COLUMNS), rows)
+    marked = derived_facts(rows)
+    return insert(ReportNeedFact).from_select([c.name for c in marked.selected_columns], marked)
+
+
+def derived_facts(rows: Select | None = None) -> Select:
+    """The facts of ``rows`` (default: every company's :func:`live_needs`) with the marks that let
+    a report count distinct companies and approaches in any period by plain filtered counts. Each
+    mark is computed within one company (or one approach), so refreshing a company's rows keeps
+    every mark right."""
+    needs = (live_needs() if rows is None else rows).subquery("needs")
+    c = needs.c
+    order = (c.day, c.approach_id, c.organisation_type, c.need_type, c.taxonomy_code)
+
+    def before(*partition):
+        return func.lag(c.day, type_=Date).over(partition_by=partition, order_by=order)
+
+    def first(*partition):
+        return func.row_number().over(partition_by=partition, order_by=order) == 1
+
+    return select(
+        *(c[name] for name in _COLUMNS),
+        before(c.company_id, c.need_type, c.taxonomy_code).label("need_before"),
+        before(c.company_id, c.organisation_type, c.need_type, c.taxonomy_code).label(
+            "type_need_before"
+        ),
+        before(c.company_id).label("any_before"),
+        before(c.company_id, c.organisation_type).label("type_before"),
+        first(c.approach_id, c.need_type, c.taxonomy_code).label("approach_need_first"),
+        first(c.approach_id).label("approach_first"),
+        first(c.approach_id, c.organisation_type).label("approach_type_first"),
+    )

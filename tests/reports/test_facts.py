@@ -16,9 +16,9 @@ from coordination.models import (
     ReportNeedFact,
 )
 from coordination.needs.review import add_mapping
-from coordination.reports import Period
+from coordination.reports import Period, facts
 from coordination.reports.competence_needs import CompetenceNeedsRequest, competence_needs_report
-from coordination.reports.facts import facts_built, live_needs, refresh_report_facts
+from coordination.reports.facts import facts_built, refresh_report_facts
 from tests.reports import builders as b
 
 YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
@@ -49,7 +49,7 @@ def stored_facts(session) -> list[tuple]:
 
 
 def derived_facts(session) -> list[tuple]:
-    return sorted(tuple(row) for row in session.execute(live_needs()))
+    return sorted(tuple(row) for row in session.execute(facts.derived_facts()))
 
 
 def needs_by_code(session, area="region-midtjylland", group_by="sector") -> dict:
@@ -131,3 +131,17 @@ def test_a_mapping_added_later_reaches_the_report_facts_without_a_sync(session, 
     add_mapping(session, "komp:cnc", label="bæredygtig emballage", created_by="tester")
     assert stored_facts(session) == derived_facts(session)
     assert needs_by_code(session) == {"komp:svejsning": (3, 3), "komp:cnc": (3, 3)}
+
+
+def test_marks_count_a_company_once_per_period_whatever_it_noted_before(session, jobcenter, veu):
+    regular, *others = (b.company(session, "657") for _ in range(3))
+    b.approach(session, regular, dt.date(2024, 6, 1), jobcenter, [WELDING])
+    b.approach(session, regular, MARCH, jobcenter, [WELDING], joint=[(veu, [WELDING])])
+    b.approach(session, regular, dt.date(2025, 5, 1), veu, [WELDING])
+    for company in others:
+        b.approach(session, company, MARCH, jobcenter, [WELDING])
+    refresh_report_facts(session)
+    for group_by in ("sector", "municipality", "organisation_type"):
+        request = CompetenceNeedsRequest("region-midtjylland", YEAR, group_by)
+        row = competence_needs_report(session, request)["needs"][0]
+        assert (row["companies"], row["approaches"], row["previous_suppressed"]) == (3, 4, True)

@@ -32,6 +32,13 @@ def upgrade() -> None:
         sa.Column("organisation_type", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("need_type", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("taxonomy_code", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
+        sa.Column("need_before", sa.Date(), nullable=True),
+        sa.Column("type_need_before", sa.Date(), nullable=True),
+        sa.Column("any_before", sa.Date(), nullable=True),
+        sa.Column("type_before", sa.Date(), nullable=True),
+        sa.Column("approach_need_first", sa.Boolean(), nullable=False),
+        sa.Column("approach_first", sa.Boolean(), nullable=False),
+        sa.Column("approach_type_first", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_reportneedfact_day", "reportneedfact", ["day"], unique=False)
