@@ -22,11 +22,14 @@ whose municipality belonged to the area on the approach's date. Companies with n
 municipality belong to no area. Every figure comes with the same figure for the previous period
 of equal length and the change; figures are suppressed by :mod:`coordination.reports.suppression`
 (each period on its own; a change is published only when both its figures are). Cells a table
-leaves out are zero. The counting happens in the database, over the report facts
-(:mod:`coordination.reports.facts`: the needs of approaches flattened into one table): GROUP BY
-queries per cell and per group covering both periods; need totals and the grand total are sums
-of those where groups cannot overlap (sector, municipality) and queries of their own where they
-can (organisation type).
+leaves out are zero. The counting happens in the database: GROUP BY queries per cell and per
+group covering both periods; need totals and the grand total are sums of those where groups
+cannot overlap (sector, municipality) and queries of their own where they can (organisation
+type). Once the report facts are built (:mod:`coordination.reports.facts`: the needs of
+approaches in one table, with marks of each company's previous row per key) the queries read
+them and count distinct companies and approaches as filtered counts; occupations rolled up to
+sub-major or major groups, and areas a municipality leaves and rejoins within a period, are
+counted with COUNT(DISTINCT) over the same rows instead.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ def _base_query(
 ) -> Select:
     """One row per (approach, need, organisation type) in both periods, with the keys to group
     by."""
-    needs = expressed_needs(session)
+    needs = expressed_needs(session, organisation_type=request.group_by == "organisation_type")
     period = case((needs.c.day >= current.start, _CURRENT), else_=_PREVIOUS)
     return select(
         needs.c.approach_id,

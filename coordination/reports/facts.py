@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Date, Select, delete, false, func, insert, select
+from sqlalchemy import Date, Select, String, delete, false, func, insert, literal, select
 from sqlmodel import Session
 
 from coordination.models import (
@@ -64,36 +64,42 @@ def facts_built(session: Session) -> bool:
     return session.get(ReportFactState, 1) is not None
 
 
-def expressed_needs(session: Session):
+def expressed_needs(session: Session, organisation_type: bool = True):
     """What the competence-needs report counts, with the columns of ``reportneedfact``: the
-    facts once built, else the same rows computed from the approaches."""
+    facts once built, else the same rows computed from the approaches (without the organisation
+    type, and its joins, unless ``organisation_type``; with repeats, which the report's
+    COUNT(DISTINCT) absorbs)."""
     if facts_built(session):
         return ReportNeedFact.__table__
-    return live_needs().subquery("live_needs")
+    return live_needs(organisation_type, distinct=False).subquery("live_needs")
 
 
-def live_needs() -> Select:
+def live_needs(organisation_type: bool = True, distinct: bool = True) -> Select:
     """The facts as the stored approaches, needs and companies give them."""
-    return (
+    noted_by = Organisation.type if organisation_type else literal("", String)
+    query = (
         select(
             Approach.id.label("approach_id"),
             Approach.company_id.label("company_id"),
             Approach.date.label("day"),
             Company.municipality_code.label("municipality_code"),
             Company.industry_section.label("industry_section"),
-            Organisation.type.label("organisation_type"),
+            noted_by.label("organisation_type"),
             Need.type.label("need_type"),
             Need.taxonomy_code.label("taxonomy_code"),
         )
-        .distinct()
         .join(Company, Company.id == Approach.company_id)
         .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
         .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
-        .join(SourceRecord, SourceRecord.id == Need.source_record_id)
-        .join(Source, Source.id == SourceRecord.source_id)
-        .join(Organisation, Organisation.id == Source.organisation_id)
         .where(Approach.planned == false())
     )
+    if organisation_type:
+        query = (
+            query.join(SourceRecord, SourceRecord.id == Need.source_record_id)
+            .join(Source, Source.id == SourceRecord.source_id)
+            .join(Organisation, Organisation.id == Source.organisation_id)
+        )
+    return query.distinct() if distinct else query
 
 
 def _rebuild_all(session: Session) -> None:
