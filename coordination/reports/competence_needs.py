@@ -116,8 +116,8 @@ def competence_needs_report(
     allow_memory_to_aggregate(session)
     starts = _area_starts(scope, (current, previous))
     if facts_built(session) and request.occupation_level == "unit" and starts is not None:
-        tallies = _MarkedCounts(scope, current, previous, starts).tallies(
-            session, _group_key(ReportNeedFact.__table__, request.group_by, codelists)
+        tallies = _marked_tallies(
+            session, _MarkedCounts(scope, current, previous, starts), request.group_by, codelists
         )
         if request.group_by != "organisation_type":
             tallies.update(rows=_without_group(tallies["cells"]))
@@ -205,16 +205,10 @@ def _tally(session: Session, base: Subquery, *keys: str) -> _Tally:
 
 def _without_group(tally: _Tally) -> _Tally:
     """Totals over the groups (the first key) of a tally whose groups do not overlap."""
-    summed: _Tally = {}
-    for period, counts in tally.items():
-        totals: dict[tuple, _Counts] = {}
-        for (_, *rest), found in counts.items():
-            before = totals.get(tuple(rest), _Counts())
-            totals[tuple(rest)] = _Counts(
-                before.companies + found.companies, before.approaches + found.approaches
-            )
-        summed[period] = totals
-    return summed
+    return {
+        period: {key[1:]: found for key, found in counts.items()}
+        for period, counts in _regrouped(tally, lambda _: None).items()
+    }
 
 
 # --- counting by the marks of the report facts ----------------------------------------------
@@ -237,6 +231,35 @@ def _area_starts(scope: AreaScope, periods) -> dict[str, dict[str, dt.date]] | N
                 return None
         starts[name] = {code: spans[0][0] for code, spans in days.items()}
     return starts
+
+
+def _marked_tallies(session: Session, counts, group_by: str, codelists: CodeLists):
+    if group_by != "sector":
+        return counts.tallies(session, _group_key(ReportNeedFact.__table__, group_by, codelists))
+    # A company has one industry section, so its sector group's counts are the sums of its
+    # sections' counts; grouping by the stored section spares a CASE on every row.
+    by_section = counts.tallies(session, ReportNeedFact.__table__.c.industry_section)
+    group_of = {s: codelists.industry_group(s).code for s in codelists.industry_sections}
+    return {
+        level: _regrouped(tally, lambda section: group_of.get(section, UNKNOWN_GROUP))
+        for level, tally in by_section.items()
+    }
+
+
+def _regrouped(tally: _Tally, group_of) -> _Tally:
+    """``tally`` with the group (the first key) mapped by ``group_of`` and the counts of groups
+    that map together added up (their companies must not overlap)."""
+    regrouped: _Tally = {}
+    for period, counts in tally.items():
+        totals: dict[tuple, _Counts] = {}
+        for (group, *rest), found in counts.items():
+            key = (group_of(group), *rest)
+            before = totals.get(key, _Counts())
+            totals[key] = _Counts(
+                before.companies + found.companies, before.approaches + found.approaches
+            )
+        regrouped[period] = totals
+    return regrouped
 
 
 class _MarkedCounts:
