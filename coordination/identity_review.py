@@ -65,6 +65,7 @@ from coordination.models import (
     Source,
     SourceRecord,
 )
+from coordination.reports.facts import refresh_report_facts
 
 __all__ = [
     "ACTIONS",
@@ -802,6 +803,7 @@ def _after_change(
     """Display fields, approaches and flags of ``company_ids`` follow their records."""
     refresh_companies(session, company_ids)
     rebuild_approaches(session, company_ids, rules.joint_date_tolerance_days)
+    refresh_report_facts(session, company_ids)
     for approach_id, value in (coordinated or {}).items():
         # As the flags were last evaluated; the evaluation below corrects what changed since.
         session.execute(

@@ -344,3 +344,46 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=50)
     target: str | None = Field(default=None, max_length=300)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- derived for reports ----------------------------------------------------------------------
+
+
+class ReportNeedFact(SQLModel, table=True):
+    """A need noted in an approach that took place, with everything the competence-needs report
+    filters and groups by, so that a year of it is read from one table. Derived from approaches,
+    needs, source records and companies by ``coordination.reports.facts``; never edited
+    otherwise. One row per approach, need type, taxonomy code and organisation type."""
+
+    __table_args__ = (Index("ix_reportneedfact_day", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # No foreign keys: approach building deletes and re-creates approaches before the facts of
+    # their company are refreshed.
+    approach_id: int
+    company_id: int = Field(index=True)
+    day: dt.date
+    municipality_code: str | None = Field(default=None, max_length=3)
+    industry_section: str | None = Field(default=None, max_length=1)
+    organisation_type: str = Field(max_length=20)
+    need_type: str = Field(max_length=20)
+    taxonomy_code: str | None = Field(default=None, max_length=100)
+    # The company's previous day (this one for a second row of the same day) with a row of the
+    # same need; of the same organisation type and need; any row; any row of the type. A row
+    # starts a company's count in a period when there is none or it lies before the period.
+    need_before: dt.date | None = None
+    type_need_before: dt.date | None = None
+    any_before: dt.date | None = None
+    type_before: dt.date | None = None
+    # Whether this is the row an approach is counted by: for its need; at all; for its type.
+    approach_need_first: bool = False
+    approach_first: bool = False
+    approach_type_first: bool = False
+
+
+class ReportFactState(SQLModel, table=True):
+    """One row once the report facts have been built for every company; from then on they are
+    kept current per company and the reports read them."""
+
+    id: int = Field(default=1, primary_key=True)
+    built_at: dt.datetime = Field(default_factory=utcnow)

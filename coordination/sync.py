@@ -40,6 +40,7 @@ from coordination.models import (
     SyncRunSource,
     utcnow,
 )
+from coordination.reports.facts import refresh_report_facts
 from coordination.timeutil import local_today
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class SyncEngine:
                 session, touched, self.config.rules, local_today(self.config.schedule.timezone)
             )
             session.execute(_EVALUATED)  # every company marked rebuilt is in ``touched``
+            refresh_report_facts(session, touched)
             run = session.get(SyncRun, run_id)
             run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()

@@ -25,8 +25,16 @@ from sqlalchemy import bindparam, distinct, func, select, update
 from sqlmodel import Session
 
 from connectors.base import NeedRef
-from coordination.models import Need, NeedMapping, Source, SourceRecord
+from coordination.models import (
+    Approach,
+    ApproachRecord,
+    Need,
+    NeedMapping,
+    Source,
+    SourceRecord,
+)
 from coordination.needs.codelists import CodeLists, label_key, load_codelists
+from coordination.reports.facts import facts_built, refresh_report_facts
 
 METHOD_MANUAL = "manual"
 
@@ -269,7 +277,27 @@ def apply_mapping(session: Session, rule: MappingRule) -> int:
             applied += count
     if decided:
         _reclassify(session, decided, rule.taxonomy_code)
+        if facts_built(session):  # the reports count the stored needs through their facts
+            refresh_report_facts(session, _companies_noting(session, decided))
     return applied
+
+
+def _companies_noting(session: Session, variants: list[dict]) -> set[int]:
+    """The companies with an approach whose records noted one of ``variants``."""
+    query = (
+        select(Approach.company_id)
+        .distinct()
+        .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
+        .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
+        .join(SourceRecord, SourceRecord.id == Need.source_record_id)
+        .where(
+            SourceRecord.source_id == bindparam("b_source"),
+            Need.type == bindparam("b_type"),
+            func.coalesce(Need.code, "") == bindparam("b_code"),
+            Need.label == bindparam("b_label"),
+        )
+    )
+    return {company for variant in variants for company in session.scalars(query, variant)}
 
 
 def _reclassify(session: Session, variants: list[dict], taxonomy_code: str) -> None:

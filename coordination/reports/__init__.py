@@ -15,13 +15,16 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy import ColumnElement, and_, false, or_, text
+from sqlmodel import Session
 
 from coordination.needs.codelists import CodeLists
 
 # Dates outside this range are refused at the edge: the previous period must stay computable.
 EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_DATE = dt.date(2199, 12, 31)
+# Enough to sort and hash a year of two million approaches (and their needs) in memory.
+AGGREGATION_WORK_MEM = "256MB"
 
 
 class ReportRequestError(ValueError):
@@ -149,3 +152,10 @@ def share(part: int | None, whole: int | None) -> float | None:
     if part is None or not whole:
         return None
     return round(part / whole, 4)
+
+
+def allow_memory_to_aggregate(session: Session) -> None:
+    """PostgreSQL's default work_mem (4 MB) sorts a year of approaches on disk; allow more for
+    the report's transaction only."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{AGGREGATION_WORK_MEM}'"))

@@ -25,27 +25,32 @@ of equal length and the change; figures are suppressed by :mod:`coordination.rep
 leaves out are zero. The counting happens in the database: GROUP BY queries per cell and per
 group covering both periods; need totals and the grand total are sums of those where groups
 cannot overlap (sector, municipality) and queries of their own where they can (organisation
-type).
+type). Once the report facts are built (:mod:`coordination.reports.facts`: the needs of
+approaches in one table, with marks of each company's previous row per key) the queries read
+them and count distinct companies and approaches as filtered counts; occupations rolled up to
+sub-major or major groups, and areas a municipality leaves and rejoins within a period, are
+counted with COUNT(DISTINCT) over the same rows instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import itertools
 
-from sqlalchemy import Select, Subquery, case, distinct, false, func, select
+from sqlalchemy import Date, Select, Subquery, case, distinct, func, literal, or_, select, true
 from sqlmodel import Session
 
-from coordination.models import (
-    Approach,
-    ApproachRecord,
-    Company,
-    Need,
-    Organisation,
-    Source,
-    SourceRecord,
-)
+from coordination.models import ReportNeedFact
 from coordination.needs.codelists import DISCO_PREFIX, CodeLists, load_codelists
-from coordination.reports import AreaScope, Period, ReportRequestError, resolve_area
+from coordination.reports import (
+    AreaScope,
+    Period,
+    ReportRequestError,
+    allow_memory_to_aggregate,
+    resolve_area,
+)
+from coordination.reports.facts import expressed_needs, facts_built
 from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
 
 GROUP_BY = ("sector", "municipality", "organisation_type")
@@ -108,8 +113,18 @@ def competence_needs_report(
     current = request.period
     previous = current.previous()
     scope = resolve_area(codelists, request.area, Period(previous.start, current.end))
-    base = _base_query(scope, current, previous, request, codelists).subquery("needs_expressed")
-    tallies = _tallies(session, base, request.group_by)
+    allow_memory_to_aggregate(session)
+    starts = _area_starts(scope, (current, previous))
+    if facts_built(session) and request.occupation_level == "unit" and starts is not None:
+        tallies = _marked_tallies(
+            session, _MarkedCounts(scope, current, previous, starts), request.group_by, codelists
+        )
+        if request.group_by != "organisation_type":
+            tallies.update(rows=_without_group(tallies["cells"]))
+            tallies.update(grand=_without_group(tallies["columns"]))
+    else:
+        base = _base_query(session, scope, current, previous, request, codelists)
+        tallies = _tallies(session, base.subquery("needs_expressed"), request.group_by)
     return _Assembly(request, codelists, tallies).report(scope, previous)
 
 
@@ -117,61 +132,50 @@ def competence_needs_report(
 
 
 def _base_query(
+    session: Session,
     scope: AreaScope,
     current: Period,
     previous: Period,
     request: CompetenceNeedsRequest,
     codelists: CodeLists,
 ) -> Select:
-    """One row per (approach, need record) in both periods, with the keys to group by."""
-    period = case((Approach.date >= current.start, _CURRENT), else_=_PREVIOUS)
-    query = (
-        select(
-            Approach.id.label("approach_id"),
-            Approach.company_id.label("company_id"),
-            period.label("period"),
-            Need.type.label("need_type"),
-            _need_key(request.occupation_level).label("need_key"),
-            _group_key(request.group_by, codelists).label("group_key"),
-        )
-        .join(Company, Company.id == Approach.company_id)
-        .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
-        .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
-        .where(
-            Approach.planned == false(),
-            Approach.date.between(previous.start, current.end),
-            scope.condition(Company.municipality_code, Approach.date),
-        )
+    """One row per (approach, need, organisation type) in both periods, with the keys to group
+    by."""
+    needs = expressed_needs(session, organisation_type=request.group_by == "organisation_type")
+    period = case((needs.c.day >= current.start, _CURRENT), else_=_PREVIOUS)
+    return select(
+        needs.c.approach_id,
+        needs.c.company_id,
+        period.label("period"),
+        needs.c.need_type,
+        _need_key(needs.c.taxonomy_code, request.occupation_level).label("need_key"),
+        _group_key(needs, request.group_by, codelists).label("group_key"),
+    ).where(
+        needs.c.day.between(previous.start, current.end),
+        scope.condition(needs.c.municipality_code, needs.c.day),
     )
-    if request.group_by == "organisation_type":
-        query = (
-            query.join(SourceRecord, SourceRecord.id == Need.source_record_id)
-            .join(Source, Source.id == SourceRecord.source_id)
-            .join(Organisation, Organisation.id == Source.organisation_id)
-        )
-    return query
 
 
-def _need_key(occupation_level: str):
-    classified = func.coalesce(Need.taxonomy_code, UNCLASSIFIED)
+def _need_key(taxonomy_code, occupation_level: str):
+    classified = func.coalesce(taxonomy_code, UNCLASSIFIED)
     if occupation_level == "unit":
         return classified
     length = _DISCO_KEY_LENGTH[occupation_level]
     return case(
-        (Need.taxonomy_code.like(DISCO_PREFIX + "%"), func.substr(Need.taxonomy_code, 1, length)),
+        (taxonomy_code.like(DISCO_PREFIX + "%"), func.substr(taxonomy_code, 1, length)),
         else_=classified,
     )
 
 
-def _group_key(group_by: str, codelists: CodeLists):
+def _group_key(needs, group_by: str, codelists: CodeLists):
     if group_by == "municipality":
-        return Company.municipality_code
+        return needs.c.municipality_code
     if group_by == "organisation_type":
-        return Organisation.type
+        return needs.c.organisation_type
     group_of_section = {
         section: codelists.industry_group(section).code for section in codelists.industry_sections
     }
-    return case(group_of_section, value=Company.industry_section, else_=UNKNOWN_GROUP)
+    return case(group_of_section, value=needs.c.industry_section, else_=UNKNOWN_GROUP)
 
 
 def _tallies(session: Session, base: Subquery, group_by: str) -> dict[str, _Tally]:
@@ -201,16 +205,118 @@ def _tally(session: Session, base: Subquery, *keys: str) -> _Tally:
 
 def _without_group(tally: _Tally) -> _Tally:
     """Totals over the groups (the first key) of a tally whose groups do not overlap."""
-    summed: _Tally = {}
+    return {
+        period: {key[1:]: found for key, found in counts.items()}
+        for period, counts in _regrouped(tally, lambda _: None).items()
+    }
+
+
+# --- counting by the marks of the report facts ----------------------------------------------
+
+
+def _area_starts(scope: AreaScope, periods) -> dict[str, dict[str, dt.date]] | None:
+    """For each period, the first day each municipality of the area counts in it; None when a
+    municipality leaves the area and comes back within a period (then a company's first need
+    in the area is not simply its first need since that day)."""
+    starts = {}
+    for name, period in zip((_CURRENT, _PREVIOUS), periods, strict=True):
+        days: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        for segment in scope.segments:
+            start, end = max(segment.start, period.start), min(segment.end, period.end)
+            for code in segment.municipality_codes if start <= end else ():
+                days.setdefault(code, []).append((start, end))
+        for spans in days.values():
+            spans.sort()
+            if any(b[0] > a[1] + dt.timedelta(days=1) for a, b in itertools.pairwise(spans)):
+                return None
+        starts[name] = {code: spans[0][0] for code, spans in days.items()}
+    return starts
+
+
+def _marked_tallies(session: Session, counts, group_by: str, codelists: CodeLists):
+    if group_by != "sector":
+        return counts.tallies(session, _group_key(ReportNeedFact.__table__, group_by, codelists))
+    # A company has one industry section, so its sector group's counts are the sums of its
+    # sections' counts; grouping by the stored section spares a CASE on every row.
+    by_section = counts.tallies(session, ReportNeedFact.__table__.c.industry_section)
+    group_of = {s: codelists.industry_group(s).code for s in codelists.industry_sections}
+    return {
+        level: _regrouped(tally, lambda section: group_of.get(section, UNKNOWN_GROUP))
+        for level, tally in by_section.items()
+    }
+
+
+def _regrouped(tally: _Tally, group_of) -> _Tally:
+    """``tally`` with the group (the first key) mapped by ``group_of`` and the counts of groups
+    that map together added up (their companies must not overlap)."""
+    regrouped: _Tally = {}
     for period, counts in tally.items():
         totals: dict[tuple, _Counts] = {}
-        for (_, *rest), found in counts.items():
-            before = totals.get(tuple(rest), _Counts())
-            totals[tuple(rest)] = _Counts(
+        for (group, *rest), found in counts.items():
+            key = (group_of(group), *rest)
+            before = totals.get(key, _Counts())
+            totals[key] = _Counts(
                 before.companies + found.companies, before.approaches + found.approaches
             )
-        summed[period] = totals
-    return summed
+        regrouped[period] = totals
+    return regrouped
+
+
+class _MarkedCounts:
+    """Distinct companies and approaches as filtered counts over the report facts: a row counts
+    a company when the company has no earlier row of the same key in the period (its
+    ``*_before`` day lies before the first day its municipality counts), and an approach when
+    it is the approach's first row of that key."""
+
+    def __init__(self, scope: AreaScope, current: Period, previous: Period, starts) -> None:
+        self.facts = ReportNeedFact.__table__.c
+        is_current = self.facts.day >= current.start
+        self.period = case((is_current, _CURRENT), else_=_PREVIOUS)
+        self.start = case(
+            (is_current, self._start(starts[_CURRENT], current)),
+            else_=self._start(starts[_PREVIOUS], previous),
+        )
+        self.where = (
+            self.facts.day.between(previous.start, current.end),
+            scope.condition(self.facts.municipality_code, self.facts.day),
+        )
+
+    def _start(self, starts: dict[str, dt.date], period: Period):
+        if not starts:
+            return literal(period.start, Date)
+        return case(starts, value=self.facts.municipality_code, else_=literal(period.start, Date))
+
+    def tallies(self, session: Session, group) -> dict[str, _Tally]:
+        f = self.facts
+        need = (f.need_type, func.coalesce(f.taxonomy_code, UNCLASSIFIED))
+        if f.organisation_type.compare(group):  # an approach can count in several groups
+            levels = {
+                "cells": ((group, *need), f.type_need_before, None),
+                "columns": ((group,), f.type_before, f.approach_type_first),
+                "rows": (need, f.need_before, f.approach_need_first),
+                "grand": ((), f.any_before, f.approach_first),
+            }
+        else:
+            levels = {
+                "cells": ((group, *need), f.need_before, f.approach_need_first),
+                "columns": ((group,), f.any_before, f.approach_first),
+            }
+        return {name: self._tally(session, *level) for name, level in levels.items()}
+
+    def _tally(self, session: Session, keys, before, approach_first) -> _Tally:
+        companies = func.count().filter(or_(before.is_(None), before < self.start))
+        approaches = func.count()
+        if approach_first is not None:
+            approaches = approaches.filter(approach_first == true())
+        query = (
+            select(self.period, *keys, companies, approaches)
+            .where(*self.where)
+            .group_by(self.period, *keys)
+        )
+        tally: _Tally = {_CURRENT: {}, _PREVIOUS: {}}
+        for period, *values, n_companies, n_approaches in session.execute(query):
+            tally[period][tuple(values)] = _Counts(n_companies, n_approaches)
+        return tally
 
 
 # --- the report -------------------------------------------------------------------------------

@@ -37,8 +37,11 @@ from sqlalchemy import (
     distinct,
     false,
     func,
+    literal,
+    null,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -54,7 +57,13 @@ from coordination.models import (
     PriorContactCheck,
 )
 from coordination.needs.codelists import CodeLists, load_codelists
-from coordination.reports import AreaScope, Period, resolve_area, share
+from coordination.reports import (
+    AreaScope,
+    Period,
+    allow_memory_to_aggregate,
+    resolve_area,
+    share,
+)
 from coordination.reports.competence_needs import ORGANISATION_TYPE_LABELS
 from coordination.reports.suppression import MIN_COMPANIES, RULE, Line, suppress
 
@@ -122,15 +131,15 @@ class _Counts:
 
     @classmethod
     def gather(cls, session: Session, scope: AreaScope, period: Period, rules: Rules) -> _Counts:
+        allow_memory_to_aggregate(session)
         checked = _checked_approaches(scope, period, rules).subquery("checked")
         checked_counts = session.execute(
             select(func.count(), func.count(distinct(checked.c.company_id)))
         ).one()
+        by_municipality, approaches_per_company = _per_company_counts(session, scope, period)
         return cls(
-            by_municipality=_by_municipality(session, scope, period),
-            approaches_per_company=_histogram(
-                session, _approaches_per_company(scope, period), APPROACH_BUCKETS
-            ),
+            by_municipality=_with_flags(session, scope, period, by_municipality),
+            approaches_per_company=approaches_per_company,
             organisations_per_company=_histogram(
                 session, _organisations_per_company(scope, period), ORGANISATION_BUCKETS
             ),
@@ -154,9 +163,11 @@ def _approaches_in_scope(scope: AreaScope, period: Period, *columns) -> Select:
     )
 
 
-def _by_municipality(
+def _per_company_counts(
     session: Session, scope: AreaScope, period: Period
-) -> dict[str, _MunicipalityCounts]:
+) -> tuple[dict[str, _MunicipalityCounts], dict[str, int]]:
+    """Companies, approaches and uncoordinated approaches per municipality, and companies by
+    number of approaches: one statement, so the approaches are grouped per company once."""
     uncoordinated = case((Approach.coordinated == false(), 1), else_=0)
     per_company = (
         _approaches_in_scope(
@@ -167,19 +178,38 @@ def _by_municipality(
             func.sum(uncoordinated).label("uncoordinated"),
         )
         .group_by(Approach.company_id, Company.municipality_code)
-        .subquery("per_company")
+        .cte("per_company")
     )
-    query = select(
-        per_company.c.municipality_code,
-        func.count(),
-        func.sum(per_company.c.approaches),
-        func.sum(per_company.c.uncoordinated),
-        func.count(case((per_company.c.uncoordinated > 0, 1))),
+    by_municipality = select(
+        literal(_MUNICIPALITY).label("kind"),
+        per_company.c.municipality_code.label("key"),
+        func.count().label("companies"),
+        func.sum(per_company.c.approaches).label("approaches"),
+        func.sum(per_company.c.uncoordinated).label("uncoordinated"),
+        func.count(case((per_company.c.uncoordinated > 0, 1))).label("unco_companies"),
     ).group_by(per_company.c.municipality_code)
-    found = {
-        code: _MunicipalityCounts(companies, int(approaches), int(unco), unco_companies)
-        for code, companies, approaches, unco, unco_companies in session.execute(query)
-    }
+    bucket = _bucket(per_company.c.approaches, APPROACH_BUCKETS)
+    by_bucket = select(literal(_BUCKET), bucket, func.count(), null(), null(), null()).group_by(
+        bucket
+    )
+    found: dict[str, _MunicipalityCounts] = {}
+    histogram = {label: 0 for label, _, _ in APPROACH_BUCKETS}
+    for kind, key, companies, approaches, unco, unco_companies in session.execute(
+        union_all(by_municipality, by_bucket)
+    ):
+        if kind == _BUCKET:
+            histogram[key] = companies
+        else:
+            found[key] = _MunicipalityCounts(companies, int(approaches), int(unco), unco_companies)
+    return found, histogram
+
+
+_MUNICIPALITY, _BUCKET = "municipality", "bucket"
+
+
+def _with_flags(
+    session: Session, scope: AreaScope, period: Period, found: dict[str, _MunicipalityCounts]
+) -> dict[str, _MunicipalityCounts]:
     flag_query = _flags_in_scope(
         scope,
         period,
@@ -194,12 +224,6 @@ def _by_municipality(
     return found
 
 
-def _approaches_per_company(scope: AreaScope, period: Period) -> Select:
-    return _approaches_in_scope(scope, period, func.count(Approach.id).label("n")).group_by(
-        Approach.company_id
-    )
-
-
 def _organisations_per_company(scope: AreaScope, period: Period) -> Select:
     return (
         _approaches_in_scope(
@@ -210,12 +234,16 @@ def _organisations_per_company(scope: AreaScope, period: Period) -> Select:
     )
 
 
+def _bucket(n, buckets):
+    *bounded, (open_ended, _, _) = buckets
+    return case(*((n <= most, label) for label, _, most in bounded), else_=open_ended).label(
+        "bucket"
+    )
+
+
 def _histogram(session: Session, per_company: Select, buckets) -> dict[str, int]:
     counts = per_company.subquery("per_company")
-    *bounded, (open_ended, _, _) = buckets
-    bucket = case(
-        *((counts.c.n <= most, label) for label, _, most in bounded), else_=open_ended
-    ).label("bucket")
+    bucket = _bucket(counts.c.n, buckets)
     rows = session.execute(select(bucket, func.count()).group_by(bucket)).all()
     found = {label: companies for label, companies in rows}
     return {label: found.get(label, 0) for label, _, _ in buckets}

@@ -6,13 +6,14 @@ import datetime as dt
 import shutil
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
-from coordination.models import ApproachRecord, Need
+from coordination.models import ApproachRecord, Need, ReportFactState
 from coordination.needs.codelists import load_codelists
 from coordination.reports import Period, ReportRequestError
 from coordination.reports.competence_needs import CompetenceNeedsRequest, competence_needs_report
+from coordination.reports.facts import refresh_report_facts
 from tests.reports import builders as b
 
 YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
@@ -46,8 +47,14 @@ def vaeksthus(session):
 
 
 def report(session, area="region-midtjylland", period=YEAR, codelists=None, **options):
+    """The report counted from the approaches, checked against the same report counted from
+    freshly built report facts."""
     request = CompetenceNeedsRequest(area=area, period=period, **options)
-    return competence_needs_report(session, request, codelists)
+    session.execute(delete(ReportFactState))
+    counted = competence_needs_report(session, request, codelists)
+    refresh_report_facts(session)
+    assert competence_needs_report(session, request, codelists) == counted
+    return counted
 
 
 def need_row(found, code, need_type=None):

@@ -1,0 +1,147 @@
+"""Report facts: the needs noted in approaches, flattened into one table for the reports.
+
+Counting a year of needs straight from approaches joins five tables of millions of rows before
+anything is counted. ``reportneedfact`` holds the result of that join (one row per approach that
+took place, need type, taxonomy code and organisation type that noted it, with the company's
+municipality and industry section), so a report reads one table.
+
+The facts are derived data: :func:`refresh_report_facts` rebuilds the rows of the companies it
+is given from the approaches, needs and companies as they are stored. Whatever changes a
+company's approaches, the needs of its records or its municipality or industry must call it for
+that company afterwards, in the same transaction. Until the facts have been built once
+(``reportfactstate`` has its row) the reports count from the approaches directly
+(:func:`expressed_needs`), so a database whose facts were never built still reports correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Date, Select, String, delete, false, func, insert, literal, select
+from sqlmodel import Session
+
+from coordination.models import (
+    Approach,
+    ApproachRecord,
+    Company,
+    Need,
+    Organisation,
+    ReportFactState,
+    ReportNeedFact,
+    Source,
+    SourceRecord,
+    utcnow,
+)
+
+_CHUNK = 5_000  # company ids per statement: well below every driver's parameter limit
+_COLUMNS = (
+    "approach_id",
+    "company_id",
+    "day",
+    "municipality_code",
+    "industry_section",
+    "organisation_type",
+    "need_type",
+    "taxonomy_code",
+)
+
+
+def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = None) -> None:
+    """Rebuild the report facts of ``company_ids`` (every company when None) from the stored
+    approaches. The first call on a database builds the facts of every company, whatever it is
+    given: from then on the reports read them."""
+    if company_ids is None or not facts_built(session):
+        _rebuild_all(session)
+        return
+    ids = sorted(set(company_ids))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        session.execute(delete(ReportNeedFact).where(ReportNeedFact.company_id.in_(chunk)))
+        session.execute(_insert(live_needs().where(Approach.company_id.in_(chunk))))
+
+
+def facts_built(session: Session) -> bool:
+    return session.get(ReportFactState, 1) is not None
+
+
+def expressed_needs(session: Session, organisation_type: bool = True):
+    """What the competence-needs report counts, with the columns of ``reportneedfact``: the
+    facts once built, else the same rows computed from the approaches (without the organisation
+    type, and its joins, unless ``organisation_type``; with repeats, which the report's
+    COUNT(DISTINCT) absorbs)."""
+    if facts_built(session):
+        return ReportNeedFact.__table__
+    return live_needs(organisation_type, distinct=False).subquery("live_needs")
+
+
+def live_needs(organisation_type: bool = True, distinct: bool = True) -> Select:
+    """The facts as the stored approaches, needs and companies give them."""
+    noted_by = Organisation.type if organisation_type else literal("", String)
+    query = (
+        select(
+            Approach.id.label("approach_id"),
+            Approach.company_id.label("company_id"),
+            Approach.date.label("day"),
+            Company.municipality_code.label("municipality_code"),
+            Company.industry_section.label("industry_section"),
+            noted_by.label("organisation_type"),
+            Need.type.label("need_type"),
+            Need.taxonomy_code.label("taxonomy_code"),
+        )
+        .join(Company, Company.id == Approach.company_id)
+        .join(ApproachRecord, ApproachRecord.approach_id == Approach.id)
+        .join(Need, Need.source_record_id == ApproachRecord.source_record_id)
+        .where(Approach.planned == false())
+    )
+    if organisation_type:
+        query = (
+            query.join(SourceRecord, SourceRecord.id == Need.source_record_id)
+            .join(Source, Source.id == SourceRecord.source_id)
+            .join(Organisation, Organisation.id == Source.organisation_id)
+        )
+    return query.distinct() if distinct else query
+
+
+def _rebuild_all(session: Session) -> None:
+    session.execute(delete(ReportNeedFact))
+    session.execute(_insert(live_needs()))
+    state = session.get(ReportFactState, 1)
+    if state is None:
+        session.add(ReportFactState(id=1, built_at=utcnow()))
+    else:
+        state.built_at = utcnow()
+    session.flush()
+
+
+def _insert(rows: Select):
+    marked = derived_facts(rows)
+    return insert(ReportNeedFact).from_select([c.name for c in marked.selected_columns], marked)
+
+
+def derived_facts(rows: Select | None = None) -> Select:
+    """The facts of ``rows`` (default: every company's :func:`live_needs`) with the marks that let
+    a report count distinct companies and approaches in any period by plain filtered counts. Each
+    mark is computed within one company (or one approach), so refreshing a company's rows keeps
+    every mark right."""
+    needs = (live_needs() if rows is None else rows).subquery("needs")
+    c = needs.c
+    order = (c.day, c.approach_id, c.organisation_type, c.need_type, c.taxonomy_code)
+
+    def before(*partition):
+        return func.lag(c.day, type_=Date).over(partition_by=partition, order_by=order)
+
+    def first(*partition):
+        return func.row_number().over(partition_by=partition, order_by=order) == 1
+
+    return select(
+        *(c[name] for name in _COLUMNS),
+        before(c.company_id, c.need_type, c.taxonomy_code).label("need_before"),
+        before(c.company_id, c.organisation_type, c.need_type, c.taxonomy_code).label(
+            "type_need_before"
+        ),
+        before(c.company_id).label("any_before"),
+        before(c.company_id, c.organisation_type).label("type_before"),
+        first(c.approach_id, c.need_type, c.taxonomy_code).label("approach_need_first"),
+        first(c.approach_id).label("approach_first"),
+        first(c.approach_id, c.organisation_type).label("approach_type_first"),
+    )

@@ -1,0 +1,163 @@
+"""Report facts: built once for every company, then refreshed per company, they always give what
+the approaches, needs and companies give; a mapping added later reaches them without a sync."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import delete, select
+from sqlmodel import Session
+
+from coordination.models import (
+    Approach,
+    ApproachOrganisation,
+    ApproachRecord,
+    ReportNeedFact,
+)
+from coordination.needs.review import add_mapping
+from coordination.reports import Period, facts
+from coordination.reports.competence_needs import CompetenceNeedsRequest, competence_needs_report
+from coordination.reports.facts import facts_built, refresh_report_facts
+from tests.reports import builders as b
+
+YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
+MARCH = dt.date(2025, 3, 14)
+WELDING = b.need("upskilling", "Svejsning", "komp:svejsning")
+CNC = b.need("upskilling", "CNC", "komp:cnc")
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine) as session:
+        yield session
+
+
+@pytest.fixture
+def jobcenter(session):
+    return b.source(session, b.organisation(session, "Jobcenter Herning", "jobcenter", "657"))
+
+
+@pytest.fixture
+def veu(session):
+    return b.source(session, b.organisation(session, "VEU-center Vest", "veu"))
+
+
+def stored_facts(session) -> list[tuple]:
+    columns = [c for c in ReportNeedFact.__table__.c if c.name != "id"]
+    return sorted(tuple(row) for row in session.execute(select(*columns)))
+
+
+def derived_facts(session) -> list[tuple]:
+    return sorted(tuple(row) for row in session.execute(facts.derived_facts()))
+
+
+def needs_by_code(session, area="region-midtjylland", group_by="sector") -> dict:
+    found = competence_needs_report(session, CompetenceNeedsRequest(area, YEAR, group_by))
+    return {row["code"]: (row["companies"], row["approaches"]) for row in found["needs"]}
+
+
+def test_the_first_refresh_builds_the_facts_of_every_company(session, jobcenter, veu):
+    first, second = b.company(session, "657", "C"), b.company(session, "751")
+    b.approach(session, first, MARCH, jobcenter, [WELDING], joint=[(veu, [WELDING, CNC])])
+    b.approach(session, second, MARCH, veu, [CNC])
+    b.approach(session, second, MARCH, veu, [CNC], planned=True)
+    assert not facts_built(session)
+    refresh_report_facts(session, [first.id])
+    assert facts_built(session)
+    assert stored_facts(session) == derived_facts(session)
+    assert len(stored_facts(session)) == 4  # jobcentre and VEU welding, VEU CNC twice
+
+
+def test_a_refreshed_company_gets_its_new_and_changed_approaches(session, jobcenter, veu):
+    companies = [b.company(session, "657") for _ in range(3)]
+    for company in companies:
+        b.approach(session, company, MARCH, jobcenter, [WELDING])
+    refresh_report_facts(session)
+    for company in companies:
+        b.approach(session, company, dt.date(2025, 6, 1), veu, [CNC])
+    companies[0].municipality_code = "751"
+    session.flush()
+    refresh_report_facts(session, [c.id for c in companies])
+    assert stored_facts(session) == derived_facts(session)
+    assert needs_by_code(session, "657") == {
+        "komp:svejsning": (None, None),
+        "komp:cnc": (None, None),
+    }
+    assert needs_by_code(session) == {"komp:svejsning": (3, 3), "komp:cnc": (3, 3)}
+
+
+def test_facts_of_an_approach_rebuilt_under_a_new_id_replace_the_old_ones(session, jobcenter, veu):
+    company = b.company(session, "657")
+    first = b.approach(session, company, MARCH, jobcenter, [WELDING])
+    second = b.approach(session, company, MARCH, veu, [CNC])
+    refresh_report_facts(session)
+    records = session.scalars(
+        select(ApproachRecord.source_record_id).where(
+            ApproachRecord.approach_id.in_([first.id, second.id])
+        )
+    ).all()
+    for table, column in (
+        (ApproachRecord, ApproachRecord.approach_id),
+        (ApproachOrganisation, ApproachOrganisation.approach_id),
+        (Approach, Approach.id),
+    ):
+        session.execute(delete(table).where(column.in_([first.id, second.id])))
+    joint = Approach(group_key=min(records), company_id=company.id, date=MARCH, joint=True)
+    session.add(joint)
+    session.flush()
+    session.add_all(ApproachRecord(source_record_id=r, approach_id=joint.id) for r in records)
+    session.flush()
+    refresh_report_facts(session, [company.id])
+    assert {fact[0] for fact in stored_facts(session)} == {joint.id}
+    assert stored_facts(session) == derived_facts(session)
+
+
+def test_companies_not_named_keep_their_facts_until_refreshed(session, jobcenter):
+    refreshed, untouched = b.company(session, "657"), b.company(session, "657")
+    refresh_report_facts(session)
+    for company in (refreshed, untouched):
+        b.approach(session, company, MARCH, jobcenter, [WELDING])
+    refresh_report_facts(session, [refreshed.id])
+    assert {fact[1] for fact in stored_facts(session)} == {refreshed.id}
+
+
+def test_a_mapping_added_later_reaches_the_report_facts_without_a_sync(session, jobcenter):
+    unknown = b.need("upskilling", "Bæredygtig emballage")
+    for _ in range(3):
+        b.approach(session, b.company(session, "657"), MARCH, jobcenter, [unknown, WELDING])
+    refresh_report_facts(session)
+    assert needs_by_code(session)["unclassified"] == (3, 3)
+    add_mapping(session, "komp:cnc", label="bæredygtig emballage", created_by="tester")
+    assert stored_facts(session) == derived_facts(session)
+    assert needs_by_code(session) == {"komp:svejsning": (3, 3), "komp:cnc": (3, 3)}
+
+
+def test_marks_count_a_company_once_per_period_whatever_it_noted_before(session, jobcenter, veu):
+    regular, *others = (b.company(session, "657") for _ in range(3))
+    b.approach(session, regular, dt.date(2024, 6, 1), jobcenter, [WELDING])
+    b.approach(session, regular, MARCH, jobcenter, [WELDING], joint=[(veu, [WELDING])])
+    b.approach(session, regular, dt.date(2025, 5, 1), veu, [WELDING])
+    for company in others:
+        b.approach(session, company, MARCH, jobcenter, [WELDING])
+    refresh_report_facts(session)
+    for group_by in ("sector", "municipality", "organisation_type"):
+        request = CompetenceNeedsRequest("region-midtjylland", YEAR, group_by)
+        row = competence_needs_report(session, request)["needs"][0]
+        assert (row["companies"], row["approaches"], row["previous_suppressed"]) == (3, 4, True)
+
+
+def test_the_pages_needs_trend_counts_the_same_from_the_facts(session, jobcenter, veu):
+    from coordination.web.queries import needs_trend
+
+    herning = [b.company(session, "657") for _ in range(4)]
+    for number, company in enumerate(herning):
+        b.approach(session, company, MARCH, jobcenter, [WELDING], joint=[(veu, [WELDING, CNC])])
+        b.approach(session, company, dt.date(2025, 6, 2 + number), veu, [CNC])
+    b.approach(session, herning[0], dt.date(2025, 6, 20), veu, [CNC], planned=True)
+    b.approach(session, b.company(session, "751"), MARCH, veu, [CNC])  # Østjylland
+    live = needs_trend(session, "rar-vestjylland", YEAR, None)
+    refresh_report_facts(session)
+    assert needs_trend(session, "rar-vestjylland", YEAR, None) == live
+    by_month = {row["month"]: (row["companies"], row["approaches"]) for row in live}
+    assert by_month[3] == (4, 4) and by_month[6] == (4, 4) and by_month[1] == (0, 0)
