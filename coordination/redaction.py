@@ -47,11 +47,15 @@ LABEL_WINDOW = 30
 
 def redact_cpr(text: str | None) -> str | None:
     """``text`` with every CPR number replaced by :data:`MARKER`; None stays None."""
-    # Most strings hold no candidate at all: one search (or none, for strings too short to hold
-    # ten digits) spares them the substitution machinery.
-    if not text or len(text) < _SHORTEST_CPR or CPR_CANDIDATE.search(text) is None:
+    if not text or not might_hold_cpr(text):
         return text
     return CPR_CANDIDATE.sub(lambda match: _replacement(text, match), text)
+
+
+def might_hold_cpr(text: str) -> bool:
+    """Whether ``text`` has a CPR-shaped number at all; most strings do not, and one search (or
+    none, for strings too short to hold ten digits) spares them the substitution machinery."""
+    return len(text) >= _SHORTEST_CPR and CPR_CANDIDATE.search(text) is not None
 
 
 def redact_mapping(obj: Any) -> Any:
@@ -81,8 +85,11 @@ def redact_mapping(obj: Any) -> Any:
 
 
 def _redact_value(key: Any, value: Any) -> Any:
-    if not isinstance(value, str):
-        return redact_mapping(value)
+    return redact_field(key, value) if isinstance(value, str) else redact_mapping(value)
+
+
+def redact_field(key: Any, value: str) -> str:
+    """The string ``value`` of the field named ``key`` as :func:`redact_mapping` leaves it."""
     redacted = redact_cpr(value)
     # The field name is read only when something was removed: that is rare.
     if redacted != value and _is_identifier_field(key) and CPR_CANDIDATE.fullmatch(value.strip()):
