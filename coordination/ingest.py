@@ -21,7 +21,7 @@ from sqlmodel import Session
 from connectors.base import Batch, Rejected, SourceRecordData, record_problems
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
-from coordination.redaction import redact_cpr, redact_mapping
+from coordination.redaction import might_hold_cpr, redact_cpr, redact_field, redact_mapping
 
 # IN-lists are chunked: SQLite allows 32,766 bound parameters, PostgreSQL 65,535.
 CHUNK = 5_000
@@ -138,8 +138,14 @@ def _hashed_fields(kind: type) -> tuple[str, ...]:
     return tuple(name for name in _field_names(kind) if name not in ("raw", "modified_at"))
 
 
+# Values JSON takes as they are; checked by exact type first, as most field values are these.
+_SCALARS = frozenset({str, int, bool, float, type(None), dt.date, dt.datetime})
+
+
 def _plain(value: Any) -> Any:
     """What ``plain`` gives, as JSON sees it (a tuple and a list encode alike)."""
+    if type(value) in _SCALARS:
+        return value
     if hasattr(type(value), "__dataclass_fields__"):
         return _as_dict(value)
     if isinstance(value, tuple):
@@ -149,6 +155,8 @@ def _plain(value: Any) -> Any:
 
 def _as_dict(value: Any) -> Any:
     """What ``dataclasses.asdict`` gives, as JSON sees it, without its deep copies."""
+    if type(value) in _SCALARS:
+        return value
     if hasattr(type(value), "__dataclass_fields__"):
         return {name: _as_dict(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, list | tuple):
@@ -179,19 +187,36 @@ def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any
         "consultant_email": consultant.email if consultant else None,
         "joint_with": [redact_cpr(j) for j in r.joint_with],
         "notes": redact_cpr(r.notes),
-        "payload": redact_mapping(_payload(r)),
+        "payload": _stored_payload(_payload(r)),
         "modified_at": r.modified_at,
         "first_seen_at": now,
         "last_seen_at": now,
     }
-    return {name: storable(value) for name, value in row.items()}
+    return {name: value if name == "payload" else storable(value) for name, value in row.items()}
 
 
 def _payload(r: SourceRecordData) -> dict[str, Any]:
     """What we keep as delivered: the native raw item plus the canonical contact person (which
     has no column of its own: contact persons are de-duplicated into their own table)."""
-    person = dataclasses.asdict(r.contact_person) if r.contact_person else None
-    return {"raw": dict(r.raw), "contact_person": person}
+    person = _as_dict(r.contact_person) if r.contact_person else None
+    return {"raw": r.raw, "contact_person": person}
+
+
+def _stored_payload(value: Any, key: Any = None) -> Any:
+    """``storable(redact_mapping(value))`` in one walk: this runs for every value of every
+    payload. ``key`` is the field the value stands in (a label for the redaction)."""
+    kind = type(value)
+    if kind is str:
+        if might_hold_cpr(value):
+            value = redact_field(key, value)
+        return value.replace("\x00", "") if "\x00" in value else value
+    if kind is dict:
+        return {storable(k): _stored_payload(v, k) for k, v in value.items()}
+    if kind is list:
+        return [_stored_payload(v) for v in value]
+    if value is None or kind is int or kind is bool:
+        return value
+    return storable(redact_field(key, value) if isinstance(value, str) else redact_mapping(value))
 
 
 def _existing(

@@ -617,9 +617,11 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
             "city",
             "approach_date",
             "modified_at",
-            "payload",
         ]
     ]
+    # Only the contact person of the payload: the database extracts it, so the raw item (most
+    # of the payload) is neither sent nor decoded.
+    columns.append(_RECORD.c.payload["contact_person"].label("contact_person"))
     by_company: dict[int, list] = defaultdict(list)
     for row in session.execute(select(*columns).where(_RECORD.c.company_id.in_(ids))):
         by_company[row.company_id].append(row)
@@ -688,13 +690,16 @@ def _refresh_contacts(session: Session, ids: list[int], by_company: dict[int, li
         for row in session.execute(select(table).where(table.c.company_id.in_(ids)))
     }
     merged: dict[tuple[int, str], dict] = {}
+    keys: dict[tuple, tuple] = {}  # one person recurs on many records: normalise each spelling once
     for company_id, rows in by_company.items():
         for row in sorted(rows, key=lambda r: (r.approach_date, r.id)):
-            person = (row.payload or {}).get("contact_person")
+            person = row.contact_person
             if not person:
                 continue
-            ref = PersonRef(person.get("name"), person.get("email"), person.get("phone"))
-            key = contact_key(ref)
+            spelled = (person.get("name"), person.get("email"), person.get("phone"))
+            if spelled not in keys:
+                keys[spelled] = _person_keys(PersonRef(*spelled))
+            key, email, phone = keys[spelled]
             if (
                 key is None
                 or (company_id, key) in existing
@@ -704,9 +709,9 @@ def _refresh_contacts(session: Session, ids: list[int], by_company: dict[int, li
             entry = merged.setdefault(
                 (company_id, key), {"company_id": company_id, "person_key": key}
             )
-            entry["name"] = ref.name or entry.get("name")
-            entry["email"] = normalise_email(ref.email) or entry.get("email")
-            entry["phone"] = normalise_phone(ref.phone) or entry.get("phone")
+            entry["name"] = spelled[0] or entry.get("name")
+            entry["email"] = email or entry.get("email")
+            entry["phone"] = phone or entry.get("phone")
             entry["last_seen_on"] = row.approach_date
     fresh = [dict(v) for k, v in merged.items() if k not in existing]
     if fresh:
@@ -732,3 +737,7 @@ def _refresh_contacts(session: Session, ids: list[int], by_company: dict[int, li
             ),
             changed,
         )
+
+
+def _person_keys(ref: PersonRef) -> tuple[str | None, str | None, str | None]:
+    return contact_key(ref), normalise_email(ref.email), normalise_phone(ref.phone)

@@ -40,15 +40,22 @@ NOT_CPR_LABEL = re.compile(
 # ("PNummer", "cr_pnumber", "p_number", "cr_cvr", "KontaktpersonTelefon", "telephone1").
 NOT_CPR_FIELD = re.compile(r"p_?(?:nr|num)|cvr|phone|telefon|tlf|mobil", re.IGNORECASE)
 CPR_LABEL = re.compile(r"\b(?:cpr|personnummer|personnr)" + _LABEL_GAP + r"$", re.IGNORECASE)
+_SHORTEST_CPR = 10  # "DDMMYYXXXX"
 # How far back a label may start; labels are short, and this keeps the look-back cheap.
 LABEL_WINDOW = 30
 
 
 def redact_cpr(text: str | None) -> str | None:
     """``text`` with every CPR number replaced by :data:`MARKER`; None stays None."""
-    if not text:
+    if not text or not might_hold_cpr(text):
         return text
     return CPR_CANDIDATE.sub(lambda match: _replacement(text, match), text)
+
+
+def might_hold_cpr(text: str) -> bool:
+    """Whether ``text`` has a CPR-shaped number at all; most strings do not, and one search (or
+    none, for strings too short to hold ten digits) spares them the substitution machinery."""
+    return len(text) >= _SHORTEST_CPR and CPR_CANDIDATE.search(text) is not None
 
 
 def redact_mapping(obj: Any) -> Any:
@@ -59,6 +66,13 @@ def redact_mapping(obj: Any) -> Any:
     named like a P-number, CVR or phone field (``PNummer``, ``cr_cvr``, ``KontaktpersonTelefon``)
     whose whole value is one number keeps it, as "P-nr 1012341234" does in free text.
     """
+    kind = type(obj)  # exact types first: this runs for every value of every payload
+    if kind is str:
+        return redact_cpr(obj)
+    if kind is dict:
+        return {key: _redact_value(key, value) for key, value in obj.items()}
+    if obj is None or kind is int or kind is bool:
+        return obj
     if isinstance(obj, str):
         return redact_cpr(obj)
     if isinstance(obj, Mapping):
@@ -71,14 +85,20 @@ def redact_mapping(obj: Any) -> Any:
 
 
 def _redact_value(key: Any, value: Any) -> Any:
-    if (
-        isinstance(value, str)
-        and isinstance(key, str)
-        and NOT_CPR_FIELD.search(key)
-        and CPR_CANDIDATE.fullmatch(value.strip())
-    ):
+    return redact_field(key, value) if isinstance(value, str) else redact_mapping(value)
+
+
+def redact_field(key: Any, value: str) -> str:
+    """The string ``value`` of the field named ``key`` as :func:`redact_mapping` leaves it."""
+    redacted = redact_cpr(value)
+    # The field name is read only when something was removed: that is rare.
+    if redacted != value and _is_identifier_field(key) and CPR_CANDIDATE.fullmatch(value.strip()):
         return value
-    return redact_mapping(value)
+    return redacted
+
+
+def _is_identifier_field(key: Any) -> bool:
+    return isinstance(key, str) and NOT_CPR_FIELD.search(key) is not None
 
 
 def _replacement(text: str, match: re.Match[str]) -> str:

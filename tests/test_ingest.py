@@ -80,3 +80,25 @@ def test_storable_drops_nul_characters_and_keeps_non_finite_numbers_as_text():
         "a": ["xy", 1, True, None, "nan", "inf", 2.5],
         "b": ["t", {"c": "uv"}],
     }
+
+
+def test_the_stored_payload_is_the_redacted_payload_made_storable():
+    from coordination.ingest import _stored_payload
+    from coordination.redaction import MARKER, redact_mapping
+
+    payload = {
+        "raw": {
+            "Note\x00": "Borger 0101901234\x00 deltog",
+            "PNummer": " 1012341234 ",
+            "rows": [{"CVR": "1012341234", "tekst": "1012341234"}, "0101901234", 3, None],
+            "pair": ("0101901234", Text("x\x00y"), float("nan")),
+            "score": float("-inf"),
+            "ja": True,
+        },
+        "contact_person": {"name": "Åse", "email": None, "phone": "0101901234"},
+    }
+    stored = _stored_payload(payload)
+    assert stored == storable(redact_mapping(payload))
+    assert stored["raw"]["Note"] == f"Borger {MARKER} deltog"
+    assert stored["raw"]["rows"][0] == {"CVR": "1012341234", "tekst": MARKER}
+    assert stored["contact_person"]["phone"] == "0101901234"  # a phone field keeps its number

@@ -121,8 +121,13 @@ def normalise_organisation_name(name: str | None) -> str:
     Casefolded, æøå folded, ``&`` read as ``og``, punctuation to space, whitespace collapsed:
     ``"Erhvervshus Midtjylland"`` = ``"erhvervshus  MIDTJYLLAND."``.
     """
-    if not name:
-        return ""
+    return _organisation_key(name) if isinstance(name, str) and name else ""
+
+
+# Organisation names are few (the partner organisations) and grouping asks for every pair of
+# records and every approach, so one normalisation per distinct spelling is enough.
+@functools.lru_cache(maxsize=4096)
+def _organisation_key(name: str) -> str:
     return " ".join(_words(fold_letters(name).replace("&", " og ")))
 
 
