@@ -207,9 +207,9 @@ def _stored_payload(value: Any, key: Any = None) -> Any:
     payload. ``key`` is the field the value stands in (a label for the redaction)."""
     kind = type(value)
     if kind is str:
-        if might_hold_cpr(value):
-            value = redact_field(key, value)
-        return value.replace("\x00", "") if "\x00" in value else value
+        if "\x00" in value:  # before the redaction, which must see a split number whole
+            value = value.replace("\x00", "")
+        return redact_field(key, value) if might_hold_cpr(value) else value
     if kind is dict:
         return {storable(k): _stored_payload(v, k) for k, v in value.items()}
     if kind is list:

@@ -46,8 +46,14 @@ LABEL_WINDOW = 30
 
 
 def redact_cpr(text: str | None) -> str | None:
-    """``text`` with every CPR number replaced by :data:`MARKER`; None stays None."""
-    if not text or not might_hold_cpr(text):
+    """``text`` with every CPR number replaced by :data:`MARKER`; None stays None. NUL
+    characters are dropped first: storage drops them anyway, and a CPR number split by one
+    ("010190\x00-1234") would otherwise pass here and become whole when it is stored."""
+    if not text:
+        return text
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not might_hold_cpr(text):
         return text
     return CPR_CANDIDATE.sub(lambda match: _replacement(text, match), text)
 

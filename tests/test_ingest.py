@@ -102,3 +102,11 @@ def test_the_stored_payload_is_the_redacted_payload_made_storable():
     assert stored["raw"]["Note"] == f"Borger {MARKER} deltog"
     assert stored["raw"]["rows"][0] == {"CVR": "1012341234", "tekst": MARKER}
     assert stored["contact_person"]["phone"] == "0101901234"  # a phone field keeps its number
+
+
+def test_a_cpr_split_by_a_nul_character_does_not_become_whole_when_stored():
+    from coordination.ingest import _stored_payload
+    from coordination.redaction import MARKER
+
+    stored = _stored_payload({"raw": {"Note": "Borger 010190\x00-1234 deltog"}})
+    assert stored["raw"]["Note"] == f"Borger {MARKER} deltog"

@@ -118,3 +118,9 @@ def test_redact_mapping_treats_other_fields_as_free_text() -> None:
         "Note": MARKER,
         "Virksomhed": f"Bæk {MARKER}",
     }
+
+
+@pytest.mark.parametrize("text", ["010190\x00-1234", "0101\x0090\x001234", "cpr 010190-12\x0034"])
+def test_a_cpr_split_by_nul_characters_is_still_found(text: str) -> None:
+    assert redact_cpr(text).endswith(MARKER)
+    assert "1234" not in redact_cpr(text)
