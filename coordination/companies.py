@@ -76,11 +76,10 @@ from coordination.prior_contact_read import (
     SUMMARY_SHORT_DAYS,
     Snapshot,
     insert_check,
-    local_date,
     read_snapshot,
 )
 from coordination.rules import CheckFacts, evaluate_company
-from coordination.timeutil import local_today
+from coordination.timeutil import local_date, local_today
 
 # Bounds on the work of one name search: names compared per query word on each side of it in
 # name order, query words used, and companies compared within a postcode or municipality.

@@ -26,7 +26,7 @@ from coordination.rules import (
     ExistingFlag,
     evaluate_company,
 )
-from coordination.timeutil import local_today
+from coordination.timeutil import local_date, local_today
 
 _APPROACH = Approach.__table__
 _FLAG = Flag.__table__
@@ -111,7 +111,7 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         approaches[row.company_id].append(row)
     checks = defaultdict(list)
     for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):
-        checks[company_id].append(CheckFacts(organisation, _local_date(checked_at)))
+        checks[company_id].append(CheckFacts(organisation, local_date(checked_at)))
     flags = defaultdict(list)
     for flag in connection.execute(_FLAGS_OF, {"ids": ids}):
         flags[flag.company_id].append(flag)
@@ -119,13 +119,7 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     for company_id in ids:
         rows = approaches.get(company_id, [])
         facts = [
-            ApproachFacts(
-                row.id,
-                row.date,
-                frozenset(row.organisations),
-                names_other=bool(row.joint and len(row.organisations) == 1),
-            )
-            for row in rows
+            ApproachFacts.stored(row.id, row.date, row.organisations, row.joint) for row in rows
         ]
         existing = [
             ExistingFlag(
@@ -193,14 +187,6 @@ def _event(flag_id: int, action: str, now: dt.datetime) -> dict:
         "organisation": None,
         "at": now,
     }
-
-
-def _local_date(moment: dt.datetime) -> dt.date:
-    from zoneinfo import ZoneInfo
-
-    if moment.tzinfo is None:  # SQLite hands back naive UTC
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(ZoneInfo("Europe/Copenhagen")).date()
 
 
 __all__ = ["all_company_ids", "companies_due", "evaluate_companies", "utcnow"]

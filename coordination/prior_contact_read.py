@@ -23,7 +23,6 @@ import dataclasses
 import datetime as dt
 import json
 from collections import namedtuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -60,10 +59,10 @@ from coordination.models import (
     SourceRecord,
 )
 from coordination.rules import LIVE_STATUSES, ApproachFacts, CheckFacts, ExistingFlag
+from coordination.timeutil import local_date
 
 SUMMARY_SHORT_DAYS = 30
 SUMMARY_LONG_DAYS = 90
-_RULES_ZONE = ZoneInfo("Europe/Copenhagen")  # the zone flagging.evaluate_companies dates in
 
 _APPROACH = Approach.__table__
 _RECORD = SourceRecord.__table__
@@ -85,13 +84,6 @@ ApproachRow = namedtuple(
     "id company_id date channel purpose organisations consultants coordinated joint planned "
     "company_cvr company_name",
 )
-
-
-def local_date(moment: dt.datetime) -> dt.date:
-    """The date of a stored moment in the rules' zone (SQLite hands back naive UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(_RULES_ZONE).date()
 
 
 # --- the read ---------------------------------------------------------------------------------
@@ -119,12 +111,7 @@ class Snapshot:
     def approach_facts(self, today: dt.date) -> list[ApproachFacts]:
         """The approaches as ``flagging.evaluate_companies`` gives them to the rules."""
         return [
-            ApproachFacts(
-                a["id"],
-                a["date"],
-                frozenset(a["organisations"]),
-                names_other=bool(a["joint"] and len(a["organisations"]) == 1),
-            )
+            ApproachFacts.stored(a["id"], a["date"], a["organisations"], a["joint"])
             for a in self.approaches
             if a["date"] <= today
         ]

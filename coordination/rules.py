@@ -69,6 +69,14 @@ class ApproachFacts:
     organisations: frozenset[str]
     names_other: bool = False
 
+    @classmethod
+    def stored(cls, approach_id: int, date: dt.date, organisations, joint: bool) -> ApproachFacts:
+        """From a stored approach: ``joint`` with one organisation can only mean that its
+        joint-with field names another one."""
+        return cls(
+            approach_id, date, frozenset(organisations), bool(joint and len(organisations) == 1)
+        )
+
     @property
     def is_joint(self) -> bool:
         """Involves more than one organisation, or names another one."""
