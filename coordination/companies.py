@@ -419,6 +419,23 @@ def check_prior_contact(
     )
     if quick.answer is not None:
         return quick.answer
+    return full_prior_contact_check(
+        session, company, config, organisation, consultant, days, with_contacts, audit
+    )
+
+
+def full_prior_contact_check(
+    session: Session,
+    company: Company,
+    config: Config,
+    organisation: str,
+    consultant: str | None,
+    days: int,
+    with_contacts: bool,
+    audit: Callable[[int], dict] | None = None,
+) -> dict:
+    """:func:`check_prior_contact` without the fast path: for a caller whose
+    :func:`quick_prior_contact_check` has just declined, so the snapshot is not read twice."""
     today = local_today(config.schedule.timezone)
     check = record_check(session, company.id, organisation, consultant, config.rules, today)
     if audit is not None:

@@ -45,11 +45,11 @@ from coordination.companies import (
     QuickCheck,
     UnknownMunicipality,
     add_planned_visit,
-    check_prior_contact,
     company_by_cvr,
     company_by_id,
     company_detail,
     delete_planned_visit,
+    full_prior_contact_check,
     local_today,
     municipality_code_for,
     planned_for,
@@ -347,7 +347,8 @@ def _prior_contact(reference: Reference, days: int) -> dict:
         company = _find(session, reference)
         if company is None:  # deleted in between
             _not_found(reference)
-        return check_prior_contact(session, company, *arguments, audit=audited)
+        # The fast path has declined: go straight to the full check, not through it again.
+        return full_prior_contact_check(session, company, *arguments, audit=audited)
 
 
 def _planned(reference: Reference) -> dict:
