@@ -8,24 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import Select, distinct, extract, false, func, select, true
+from sqlalchemy import distinct, extract, func, select, true
 from sqlmodel import Session
 
 from coordination.approach_queries import _approach_rows, serialise_approaches
 from coordination.models import (
     Approach,
-    ApproachRecord,
-    Company,
-    Need,
     QuarantinedRecord,
-    ReportNeedFact,
     Source,
     SyncRun,
     SyncRunSource,
 )
 from coordination.needs.codelists import load_codelists
 from coordination.reports import Period, resolve_area
-from coordination.reports.facts import facts_built
+from coordination.reports.facts import expressed_needs, facts_built
 from coordination.reports.suppression import Line, suppress
 
 
@@ -106,7 +102,23 @@ def needs_trend(
     be recovered by subtraction either.
     """
     scope = resolve_area(load_codelists(), area, period)
-    query = _trend_from_facts(scope, period) if facts_built(session) else _trend_live(scope, period)
+    needs = expressed_needs(session, organisation_type=False)
+    year, month = extract("year", needs.c.day), extract("month", needs.c.day)
+    query = (
+        select(
+            year,
+            month,
+            func.count(distinct(needs.c.company_id)),
+            func.count(distinct(needs.c.approach_id)),
+        )
+        .where(
+            needs.c.day.between(period.start, period.end),
+            scope.condition(needs.c.municipality_code, needs.c.day),
+        )
+        .group_by(year, month)
+    )
+    if facts_built(session):  # one row per approach is enough: a far smaller distinct count
+        query = query.where(needs.c.approach_first == true())
     counted = {(int(y), int(m)): (c, a) for y, m, c, a in session.execute(query)}
     months = _months(period)
     companies = {key: counted.get(key, (0, 0))[0] for key in months}
@@ -122,47 +134,6 @@ def needs_trend(
         for key in months
         for year_, month_ in [key]
     ]
-
-
-def _trend_from_facts(scope, period: Period) -> Select:
-    """The same counts from the report facts: each approach that noted a need has exactly one
-    row marked ``approach_first``, so a year is one scan of one table, not a five-table join."""
-    fact = ReportNeedFact.__table__.c
-    year, month = extract("year", fact.day), extract("month", fact.day)
-    return (
-        select(year, month, func.count(distinct(fact.company_id)), func.count())
-        .where(
-            fact.approach_first == true(),
-            fact.day.between(period.start, period.end),
-            scope.condition(fact.municipality_code, fact.day),
-        )
-        .group_by(year, month)
-    )
-
-
-def _trend_live(scope, period: Period) -> Select:
-    year = extract("year", Approach.date)
-    month = extract("month", Approach.date)
-    return (
-        select(
-            year,
-            month,
-            func.count(distinct(Approach.company_id)),
-            func.count(distinct(Approach.id)),
-        )
-        .join(Company, Company.id == Approach.company_id)
-        .where(
-            Approach.planned == false(),
-            Approach.date.between(period.start, period.end),
-            scope.condition(Company.municipality_code, Approach.date),
-            Approach.id.in_(
-                select(ApproachRecord.approach_id).join(
-                    Need, Need.source_record_id == ApproachRecord.source_record_id
-                )
-            ),
-        )
-        .group_by(year, month)
-    )
 
 
 def _months(period: Period) -> list[tuple[int, int]]:
