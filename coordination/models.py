@@ -379,6 +379,35 @@ class ReportNeedFact(SQLModel, table=True):
     approach_need_first: bool = False
     approach_first: bool = False
     approach_type_first: bool = False
+    # The company's next day with a row of the same key as the ``*_before`` marks (this one for
+    # the earlier of two rows of one day): what lets a period that starts mid-month read the
+    # monthly sums for its whole months (``ReportNeedMonth``).
+    need_after: dt.date | None = None
+    type_need_after: dt.date | None = None
+    any_after: dt.date | None = None
+    type_after: dt.date | None = None
+
+
+class ReportNeedMonth(SQLModel, table=True):
+    """The report facts summed per calendar month, so a report reads a year as a few hundred
+    thousand sums instead of millions of rows. One row per level (1 need, 2 company, 3
+    organisation type and need, 4 organisation type: the key whose ``*_before`` mark it sums),
+    month, municipality, the group columns of that level ("" where the level has none) and the
+    month of the mark (``NO_MONTH`` for none): ``facts`` is the number of fact rows, so the
+    companies a run of whole months counts are the rows whose mark lies before its first month;
+    ``approaches`` the rows an approach is counted by. Facts of companies without a municipality
+    belong to no area and are left out. Kept by ``coordination.reports.facts`` only."""
+
+    level: int = Field(primary_key=True)
+    month: dt.date = Field(primary_key=True)
+    municipality_code: str = Field(primary_key=True, max_length=3)
+    industry_section: str = Field(primary_key=True, max_length=1)
+    organisation_type: str = Field(primary_key=True, max_length=20)
+    need_type: str = Field(primary_key=True, max_length=20)
+    taxonomy_code: str = Field(primary_key=True, max_length=100)
+    before_month: dt.date = Field(primary_key=True)
+    facts: int = 0
+    approaches: int = 0
 
 
 class ReportFactState(SQLModel, table=True):

@@ -38,10 +38,22 @@ import dataclasses
 import datetime as dt
 import itertools
 
-from sqlalchemy import Date, Select, Subquery, case, distinct, func, literal, or_, select, true
+from sqlalchemy import (
+    Select,
+    String,
+    Subquery,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlmodel import Session
 
-from coordination.models import ReportNeedFact
+from coordination.models import ReportNeedFact, ReportNeedMonth
 from coordination.needs.codelists import DISCO_PREFIX, CodeLists, load_codelists
 from coordination.reports import (
     AreaScope,
@@ -50,12 +62,20 @@ from coordination.reports import (
     allow_memory_to_aggregate,
     resolve_area,
 )
-from coordination.reports.facts import expressed_needs, facts_built
+from coordination.reports.facts import (
+    COMPANY,
+    NEED,
+    TYPE,
+    TYPE_NEED,
+    UNCLASSIFIED,
+    expressed_needs,
+    facts_built,
+    level_columns,
+)
 from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
 
 GROUP_BY = ("sector", "municipality", "organisation_type")
 OCCUPATION_LEVELS = ("unit", "sub_major", "major")
-UNCLASSIFIED = "unclassified"
 UNCLASSIFIED_LABEL = "Ikke klassificeret"
 UNKNOWN_GROUP = "unknown"
 UNKNOWN_SECTOR_LABEL = "Ukendt branche"
@@ -114,11 +134,9 @@ def competence_needs_report(
     previous = current.previous()
     scope = resolve_area(codelists, request.area, Period(previous.start, current.end))
     allow_memory_to_aggregate(session)
-    starts = _area_starts(scope, (current, previous))
-    if facts_built(session) and request.occupation_level == "unit" and starts is not None:
-        tallies = _marked_tallies(
-            session, _MarkedCounts(scope, current, previous, starts), request.group_by, codelists
-        )
+    spans = _area_spans(scope, (current, previous))
+    if facts_built(session) and request.occupation_level == "unit" and spans is not None:
+        tallies = _marked_tallies(session, _MarkedCounts(spans), request.group_by, codelists)
         if request.group_by != "organisation_type":
             tallies.update(rows=_without_group(tallies["cells"]))
             tallies.update(grand=_without_group(tallies["columns"]))
@@ -214,11 +232,11 @@ def _without_group(tally: _Tally) -> _Tally:
 # --- counting by the marks of the report facts ----------------------------------------------
 
 
-def _area_starts(scope: AreaScope, periods) -> dict[str, dict[str, dt.date]] | None:
-    """For each period, the first day each municipality of the area counts in it; None when a
-    municipality leaves the area and comes back within a period (then a company's first need
-    in the area is not simply its first need since that day)."""
-    starts = {}
+def _area_spans(scope: AreaScope, periods) -> dict[str, dict[str, tuple[dt.date, dt.date]]] | None:
+    """For each period, the first and last day each municipality of the area counts in it; None
+    when a municipality leaves the area and comes back within a period (then a company's first
+    need in the area is not simply its first need since that day)."""
+    found = {}
     for name, period in zip((_CURRENT, _PREVIOUS), periods, strict=True):
         days: dict[str, list[tuple[dt.date, dt.date]]] = {}
         for segment in scope.segments:
@@ -229,16 +247,16 @@ def _area_starts(scope: AreaScope, periods) -> dict[str, dict[str, dt.date]] | N
             spans.sort()
             if any(b[0] > a[1] + dt.timedelta(days=1) for a, b in itertools.pairwise(spans)):
                 return None
-        starts[name] = {code: spans[0][0] for code, spans in days.items()}
-    return starts
+        found[name] = {code: (spans[0][0], spans[-1][1]) for code, spans in days.items()}
+    return found
 
 
 def _marked_tallies(session: Session, counts, group_by: str, codelists: CodeLists):
     if group_by != "sector":
-        return counts.tallies(session, _group_key(ReportNeedFact.__table__, group_by, codelists))
+        return counts.tallies(session, group_by)
     # A company has one industry section, so its sector group's counts are the sums of its
-    # sections' counts; grouping by the stored section spares a CASE on every row.
-    by_section = counts.tallies(session, ReportNeedFact.__table__.c.industry_section)
+    # sections' counts, which the facts keep.
+    by_section = counts.tallies(session, group_by)
     group_of = {s: codelists.industry_group(s).code for s in codelists.industry_sections}
     return {
         level: _regrouped(tally, lambda section: group_of.get(section, UNKNOWN_GROUP))
@@ -263,60 +281,127 @@ def _regrouped(tally: _Tally, group_of) -> _Tally:
 
 
 class _MarkedCounts:
-    """Distinct companies and approaches as filtered counts over the report facts: a row counts
-    a company when the company has no earlier row of the same key in the period (its
-    ``*_before`` day lies before the first day its municipality counts), and an approach when
-    it is the approach's first row of that key."""
+    """Distinct companies and approaches as sums and filtered counts over the report facts.
 
-    def __init__(self, scope: AreaScope, current: Period, previous: Period, starts) -> None:
-        self.facts = ReportNeedFact.__table__.c
-        is_current = self.facts.day >= current.start
-        self.period = case((is_current, _CURRENT), else_=_PREVIOUS)
-        self.start = case(
-            (is_current, self._start(starts[_CURRENT], current)),
-            else_=self._start(starts[_PREVIOUS], previous),
-        )
-        self.where = (
-            self.facts.day.between(previous.start, current.end),
-            scope.condition(self.facts.municipality_code, self.facts.day),
-        )
+    A fact row counts a company when the company has no earlier row of the same key in the
+    period (its ``*_before`` day lies before the first day its municipality counts), and an
+    approach when it is the approach's first row of that key. The whole months of a period are
+    read from their monthly sums (``reportneedmonth``: rows whose mark lies before the first
+    whole month), the days before and after them from the rows; a row of the days before whose
+    next row of its key (``*_after``) falls in the whole months made that row's company counted
+    there too, so it is taken off once."""
 
-    def _start(self, starts: dict[str, dt.date], period: Period):
-        if not starts:
-            return literal(period.start, Date)
-        return case(starts, value=self.facts.municipality_code, else_=literal(period.start, Date))
+    # The tallies of each grouping: (level of the facts, the columns they are grouped by).
+    _LEVELS = {
+        "sector": {
+            "cells": (NEED, ("industry_section", "need_type", "taxonomy_code")),
+            "columns": (COMPANY, ("industry_section",)),
+        },
+        "municipality": {
+            "cells": (NEED, ("municipality_code", "need_type", "taxonomy_code")),
+            "columns": (COMPANY, ("municipality_code",)),
+        },
+        "organisation_type": {
+            "cells": (TYPE_NEED, ("organisation_type", "need_type", "taxonomy_code")),
+            "columns": (TYPE, ("organisation_type",)),
+            "rows": (NEED, ("need_type", "taxonomy_code")),
+            "grand": (COMPANY, ()),
+        },
+    }
 
-    def tallies(self, session: Session, group) -> dict[str, _Tally]:
-        f = self.facts
-        need = (f.need_type, func.coalesce(f.taxonomy_code, UNCLASSIFIED))
-        if f.organisation_type.compare(group):  # an approach can count in several groups
-            levels = {
-                "cells": ((group, *need), f.type_need_before, None),
-                "columns": ((group,), f.type_before, f.approach_type_first),
-                "rows": (need, f.need_before, f.approach_need_first),
-                "grand": ((), f.any_before, f.approach_first),
-            }
-        else:
-            levels = {
-                "cells": ((group, *need), f.need_before, f.approach_need_first),
-                "columns": ((group,), f.any_before, f.approach_first),
-            }
-        return {name: self._tally(session, *level) for name, level in levels.items()}
+    def __init__(self, spans: dict[str, dict[str, tuple[dt.date, dt.date]]]) -> None:
+        self.spans = spans
+        self.facts = ReportNeedFact.__table__
+        self.levels = level_columns(self.facts)
 
-    def _tally(self, session: Session, keys, before, approach_first) -> _Tally:
-        companies = func.count().filter(or_(before.is_(None), before < self.start))
-        approaches = func.count()
-        if approach_first is not None:
-            approaches = approaches.filter(approach_first == true())
-        query = (
-            select(self.period, *keys, companies, approaches)
-            .where(*self.where)
-            .group_by(self.period, *keys)
-        )
+    def tallies(self, session: Session, group_by: str) -> dict[str, _Tally]:
+        return {
+            name: self._tally(session, level, keys)
+            for name, (level, keys) in self._LEVELS[group_by].items()
+        }
+
+    def _tally(self, session: Session, level: int, keys: tuple[str, ...]) -> _Tally:
+        parts = []
+        for period, spans in self.spans.items():
+            codes_by_span: dict[tuple[dt.date, dt.date], list[str]] = {}
+            for code, span in sorted(spans.items()):
+                codes_by_span.setdefault(span, []).append(code)
+            for (first, last), codes in codes_by_span.items():
+                parts += self._pieces(period, level, keys, first, last, codes)
+        totals: dict[tuple, list[int]] = {}
+        for period, *values, companies, approaches in session.execute(union_all(*parts)):
+            found = totals.setdefault((period, *values), [0, 0])
+            found[0] += int(companies or 0)
+            found[1] += int(approaches or 0)
         tally: _Tally = {_CURRENT: {}, _PREVIOUS: {}}
-        for period, *values, n_companies, n_approaches in session.execute(query):
-            tally[period][tuple(values)] = _Counts(n_companies, n_approaches)
+        for (period, *values), (companies, approaches) in totals.items():
+            if companies or approaches:  # a key with no rows left in its monthly sums
+                tally[period][tuple(values)] = _Counts(companies, approaches)
         return tally
+
+    def _pieces(self, period, level, keys, first: dt.date, last: dt.date, codes) -> list:
+        whole_first = first if first.day == 1 else _month_after(first)
+        whole_last = last if (last + _DAY).day == 1 else last.replace(day=1) - _DAY
+        if whole_first > whole_last:
+            return [self._days(period, level, keys, codes, (first, last), first)]
+        pieces = [self._months(period, level, keys, codes, whole_first, whole_last)]
+        if first < whole_first:
+            whole = (whole_first, whole_last)
+            pieces.append(
+                self._days(period, level, keys, codes, (first, whole_first - _DAY), first, whole)
+            )
+        if whole_last < last:
+            pieces.append(self._days(period, level, keys, codes, (whole_last + _DAY, last), first))
+        return pieces
+
+    def _days(self, period, level, keys, codes, days, start, whole=None) -> Select:
+        f = self.facts.c
+        _, before, after, counts_approach = self.levels[level]
+        columns = [_day_key(f, key) for key in keys]
+        companies = func.count().filter(or_(before.is_(None), before < start))
+        if whole is not None:  # counted in the whole months by its next row already
+            companies = companies - func.count().filter(after.between(*whole))
+        approaches = func.count()
+        if counts_approach is not None:
+            approaches = approaches.filter(counts_approach == true())
+        return (
+            select(literal(period, String), *columns, companies, approaches)
+            .where(f.day.between(*days), f.municipality_code.in_(codes))
+            .group_by(*columns)
+        )
+
+    def _months(self, period, level, keys, codes, first: dt.date, last: dt.date) -> Select:
+        m = ReportNeedMonth.__table__.c
+        columns = [m[key] for key in keys]
+        return (
+            select(
+                literal(period, String),
+                *columns,
+                func.sum(m.facts).filter(m.before_month < first),
+                func.sum(m.approaches),
+            )
+            .where(
+                m.level == level,
+                m.month.between(first, last.replace(day=1)),
+                m.municipality_code.in_(codes),
+            )
+            .group_by(*columns)
+        )
+
+
+_DAY = dt.timedelta(days=1)
+
+
+def _month_after(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _day_key(facts, key: str):
+    if key == "industry_section":
+        return func.coalesce(facts.industry_section, "")
+    if key == "taxonomy_code":
+        return func.coalesce(facts.taxonomy_code, UNCLASSIFIED)
+    return facts[key]
 
 
 # --- the report -------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ anything is counted. ``reportneedfact`` holds the result of that join (one row p
 took place, need type, taxonomy code and organisation type that noted it, with the company's
 municipality and industry section), so a report reads one table.
 
+``reportneedmonth`` sums the facts per calendar month (:func:`month_sums`), so that a report
+reads whole months as sums and only the days of partial months at the ends of a period as rows.
+
 The facts are derived data: :func:`refresh_report_facts` rebuilds the rows of the companies it
 is given from the approaches, needs and companies as they are stored. Whatever changes a
 company's approaches, the needs of its records or its municipality or industry must call it for
@@ -15,9 +18,28 @@ that company afterwards, in the same transaction. Until the facts have been buil
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import Date, Select, String, delete, false, func, insert, literal, select
+from sqlalchemy import (
+    Date,
+    Integer,
+    Select,
+    String,
+    cast,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
 from coordination.models import (
@@ -28,6 +50,7 @@ from coordination.models import (
     Organisation,
     ReportFactState,
     ReportNeedFact,
+    ReportNeedMonth,
     Source,
     SourceRecord,
     utcnow,
@@ -56,8 +79,12 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
     ids = sorted(set(company_ids))
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        session.execute(delete(ReportNeedFact).where(ReportNeedFact.company_id.in_(chunk)))
+        of_chunk = ReportNeedFact.company_id.in_(chunk)
+        _add_month_sums(session, of_chunk, -1)
+        session.execute(delete(ReportNeedFact).where(of_chunk))
         session.execute(_insert(live_needs().where(Approach.company_id.in_(chunk))))
+        _add_month_sums(session, of_chunk, 1)
+    session.execute(delete(ReportNeedMonth).where(ReportNeedMonth.facts == 0))
 
 
 def facts_built(session: Session) -> bool:
@@ -103,8 +130,11 @@ def live_needs(organisation_type: bool = True, distinct: bool = True) -> Select:
 
 
 def _rebuild_all(session: Session) -> None:
+    session.execute(delete(ReportNeedMonth))
     session.execute(delete(ReportNeedFact))
     session.execute(_insert(live_needs()))
+    sums = month_sums()
+    session.execute(insert(ReportNeedMonth).from_select(list(sums.selected_columns.keys()), sums))
     state = session.get(ReportFactState, 1)
     if state is None:
         session.add(ReportFactState(id=1, built_at=utcnow()))
@@ -130,6 +160,9 @@ def derived_facts(rows: Select | None = None) -> Select:
     def before(*partition):
         return func.lag(c.day, type_=Date).over(partition_by=partition, order_by=order)
 
+    def after(*partition):
+        return func.lead(c.day, type_=Date).over(partition_by=partition, order_by=order)
+
     def first(*partition):
         return func.row_number().over(partition_by=partition, order_by=order) == 1
 
@@ -144,4 +177,122 @@ def derived_facts(rows: Select | None = None) -> Select:
         first(c.approach_id, c.need_type, c.taxonomy_code).label("approach_need_first"),
         first(c.approach_id).label("approach_first"),
         first(c.approach_id, c.organisation_type).label("approach_type_first"),
+        after(c.company_id, c.need_type, c.taxonomy_code).label("need_after"),
+        after(c.company_id, c.organisation_type, c.need_type, c.taxonomy_code).label(
+            "type_need_after"
+        ),
+        after(c.company_id).label("any_after"),
+        after(c.company_id, c.organisation_type).label("type_after"),
     )
+
+
+# --- monthly sums -------------------------------------------------------------------------------
+
+NO_MONTH = dt.date(1, 1, 1)  # ``before_month`` of facts with no earlier row of their key
+UNCLASSIFIED = "unclassified"  # the need code the reports give needs that map nowhere
+NEED, COMPANY, TYPE_NEED, TYPE = 1, 2, 3, 4  # the levels of ``reportneedmonth``
+
+
+def level_columns(facts) -> dict[int, tuple]:
+    """For each level: its group columns (section, organisation type, need type, need code; ""
+    where the level has none), its ``*_before`` and ``*_after`` marks and the condition a row
+    counts an approach by (None: every row)."""
+    f = facts.c
+    code = func.coalesce(f.taxonomy_code, UNCLASSIFIED)
+    section = func.coalesce(f.industry_section, "")
+    none = literal("", String)
+    return {
+        NEED: (
+            (section, none, f.need_type, code),
+            f.need_before,
+            f.need_after,
+            f.approach_need_first,
+        ),
+        COMPANY: ((section, none, none, none), f.any_before, f.any_after, f.approach_first),
+        TYPE_NEED: (
+            (none, f.organisation_type, f.need_type, code),
+            f.type_need_before,
+            f.type_need_after,
+            None,
+        ),
+        TYPE: (
+            (none, f.organisation_type, none, none),
+            f.type_before,
+            f.type_after,
+            f.approach_type_first,
+        ),
+    }
+
+
+def month_sums(where=None, sign: int = 1) -> Select:
+    """The rows of ``reportneedmonth`` that the facts matching ``where`` add up to (negated when
+    ``sign`` is -1)."""
+    facts = ReportNeedFact.__table__
+    month = MonthOf(facts.c.day)
+    parts = []
+    for level, (groups, before, _, counts_approach) in level_columns(facts).items():
+        before_month = func.coalesce(MonthOf(before), literal(NO_MONTH, Date))
+        keys = (month, facts.c.municipality_code, *groups, before_month)
+        approaches = func.count()
+        if counts_approach is not None:
+            approaches = approaches.filter(counts_approach == true())
+        parts.append(
+            select(
+                literal(level, Integer).label("level"),
+                *(key.label(name) for key, name in zip(keys, _MONTH_KEYS[1:], strict=True)),
+                (func.count() * sign).label("facts"),
+                (approaches * sign).label("approaches"),
+            )
+            .where(true() if where is None else where, facts.c.municipality_code.is_not(None))
+            .group_by(*keys)
+        )
+    return union_all(*parts)
+
+
+_MONTH_KEYS = (
+    "level",
+    "month",
+    "municipality_code",
+    "industry_section",
+    "organisation_type",
+    "need_type",
+    "taxonomy_code",
+    "before_month",
+)
+
+
+def _add_month_sums(session: Session, where, sign: int) -> None:
+    sums = month_sums(where, sign).subquery("sums")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = ReportNeedMonth.__table__
+    # SQLite needs a WHERE in an INSERT ... SELECT ... ON CONFLICT to parse it.
+    rows = select(*sums.c).where(true())
+    statement = dialect.insert(table).from_select(list(sums.c.keys()), rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(_MONTH_KEYS),
+        set_={
+            "facts": table.c.facts + statement.excluded.facts,
+            "approaches": table.c.approaches + statement.excluded.approaches,
+        },
+    )
+    session.execute(statement)
+
+
+class MonthOf(FunctionElement):
+    """The first day of the month of a date."""
+
+    type = Date()
+    inherit_cache = True
+    name = "month_of"
+
+
+@compiles(MonthOf)
+def _month_of_postgresql(element, compiler, **kw):
+    (day,) = element.clauses
+    return compiler.process(cast(func.date_trunc(literal_column("'month'"), day), Date), **kw)
+
+
+@compiles(MonthOf, "sqlite")
+def _month_of_sqlite(element, compiler, **kw):
+    (day,) = element.clauses
+    return compiler.process(func.date(day, "start of month"), **kw)
