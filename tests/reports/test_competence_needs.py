@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import shutil
 
 import pytest
@@ -255,6 +256,65 @@ def test_the_change_is_hidden_when_the_previous_figure_is_suppressed(session, jo
     row = need_row(report(session), "komp:svejsning")
     assert (row["companies"], row["previous_companies"], row["change_companies"]) == (4, None, None)
     assert row["previous_suppressed"] and not row["suppressed"]
+
+
+# --- periods that start or end within a month -------------------------------------------------
+
+
+def busy_companies(session, sources, count=30, seed=5):
+    """``count`` companies in Herning and Aarhus, each approached about six times between
+    September 2024 and July 2025 (several times on some days), by one source or jointly by two,
+    noting one to three needs among welding, CNC, lean and an unclassified one."""
+    chosen = random.Random(seed)
+    needs = [WELDING, CNC, LEAN, b.need("upskilling", "Bæredygtig emballage")]
+    first, days = dt.date(2024, 9, 1), 330
+    for _ in range(count):
+        company = b.company(session, chosen.choice(["657", "751"]), chosen.choice("CFG"))
+        visits = [first + dt.timedelta(days=chosen.randrange(days)) for _ in range(5)]
+        for on in [*visits, visits[0]]:
+            source, other = chosen.sample(sources, 2)
+            noted = chosen.sample(needs, chosen.randint(1, 3))
+            joint = [(other, chosen.sample(needs, 1))] if chosen.random() < 0.3 else []
+            b.approach(session, company, on, source, noted, joint=joint)
+
+
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        (dt.date(2025, 2, 10), dt.date(2025, 5, 20)),  # partial months at both ends
+        (dt.date(2025, 3, 1), dt.date(2025, 5, 31)),  # whole months, previous from 30 Nov
+        (dt.date(2025, 2, 15), dt.date(2025, 3, 14)),  # no whole month
+        (dt.date(2025, 1, 31), dt.date(2025, 4, 1)),  # one day of each end month
+        (dt.date(2024, 10, 1), dt.date(2025, 6, 30)),  # whole months on both sides
+    ],
+)
+@pytest.mark.parametrize("group_by", ["sector", "municipality", "organisation_type"])
+def test_periods_cut_within_months_count_the_same_from_the_facts(
+    session, jobcenter, veu, vaeksthus, start, end, group_by
+):
+    busy_companies(session, [jobcenter, veu, vaeksthus])
+    found = report(session, period=Period(start, end), group_by=group_by)
+    published = [r for r in found["needs"] if r["companies"] is not None]
+    assert published and found["total"]["companies"] > 3
+
+
+def test_a_municipality_that_joins_an_area_mid_month_counts_from_that_day(
+    session, jobcenter, veu, vaeksthus, tmp_path
+):
+    # From 15 March 2025 Herning (657) moves to RAR Østjylland in this made-up reform.
+    directory = tmp_path / "codelists"
+    shutil.copytree(load_codelists().directory, directory)
+    with (directory / "areas.toml").open("a", encoding="utf-8") as areas:
+        areas.write(
+            '\n[[area]]\nid = "rar-oestjylland"\nname = "RAR Østjylland"\n'
+            'valid_from = 2025-03-15\nmunicipalities = ["657", "751"]\n'
+        )
+    reformed = load_codelists(directory)
+    busy_companies(session, [jobcenter, veu, vaeksthus])
+    for group_by in ("sector", "municipality", "organisation_type"):
+        for period in (YEAR, Period(dt.date(2025, 2, 1), dt.date(2025, 6, 30))):
+            for area in ("rar-oestjylland", "rar-vestjylland"):
+                report(session, area, period, reformed, group_by=group_by)
 
 
 # --- grouping -----------------------------------------------------------------------------------

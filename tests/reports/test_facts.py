@@ -14,6 +14,7 @@ from coordination.models import (
     ApproachOrganisation,
     ApproachRecord,
     ReportNeedFact,
+    ReportNeedMonth,
 )
 from coordination.needs.review import add_mapping
 from coordination.reports import Period, facts
@@ -52,6 +53,20 @@ def derived_facts(session) -> list[tuple]:
     return sorted(tuple(row) for row in session.execute(facts.derived_facts()))
 
 
+def stored_month_sums(session) -> list[tuple]:
+    return sorted(tuple(row) for row in session.execute(select(ReportNeedMonth.__table__)))
+
+
+def summed_month_sums(session) -> list[tuple]:
+    """The monthly sums of the stored facts as a rebuild would make them."""
+    return sorted(tuple(row) for row in session.execute(facts.month_sums()))
+
+
+def assert_facts_current(session) -> None:
+    assert stored_facts(session) == derived_facts(session)
+    assert stored_month_sums(session) == summed_month_sums(session)
+
+
 def needs_by_code(session, area="region-midtjylland", group_by="sector") -> dict:
     found = competence_needs_report(session, CompetenceNeedsRequest(area, YEAR, group_by))
     return {row["code"]: (row["companies"], row["approaches"]) for row in found["needs"]}
@@ -65,7 +80,7 @@ def test_the_first_refresh_builds_the_facts_of_every_company(session, jobcenter,
     assert not facts_built(session)
     refresh_report_facts(session, [first.id])
     assert facts_built(session)
-    assert stored_facts(session) == derived_facts(session)
+    assert_facts_current(session)
     assert len(stored_facts(session)) == 4  # jobcentre and VEU welding, VEU CNC twice
 
 
@@ -79,7 +94,7 @@ def test_a_refreshed_company_gets_its_new_and_changed_approaches(session, jobcen
     companies[0].municipality_code = "751"
     session.flush()
     refresh_report_facts(session, [c.id for c in companies])
-    assert stored_facts(session) == derived_facts(session)
+    assert_facts_current(session)
     assert needs_by_code(session, "657") == {
         "komp:svejsning": (None, None),
         "komp:cnc": (None, None),
@@ -110,7 +125,7 @@ def test_facts_of_an_approach_rebuilt_under_a_new_id_replace_the_old_ones(sessio
     session.flush()
     refresh_report_facts(session, [company.id])
     assert {fact[0] for fact in stored_facts(session)} == {joint.id}
-    assert stored_facts(session) == derived_facts(session)
+    assert_facts_current(session)
 
 
 def test_companies_not_named_keep_their_facts_until_refreshed(session, jobcenter):
@@ -129,7 +144,7 @@ def test_a_mapping_added_later_reaches_the_report_facts_without_a_sync(session, 
     refresh_report_facts(session)
     assert needs_by_code(session)["unclassified"] == (3, 3)
     add_mapping(session, "komp:cnc", label="bæredygtig emballage", created_by="tester")
-    assert stored_facts(session) == derived_facts(session)
+    assert_facts_current(session)
     assert needs_by_code(session) == {"komp:svejsning": (3, 3), "komp:cnc": (3, 3)}
 
 
@@ -161,3 +176,32 @@ def test_the_pages_needs_trend_counts_the_same_from_the_facts(session, jobcenter
     assert needs_trend(session, "rar-vestjylland", YEAR, None) == live
     by_month = {row["month"]: (row["companies"], row["approaches"]) for row in live}
     assert by_month[3] == (4, 4) and by_month[6] == (4, 4) and by_month[1] == (0, 0)
+
+
+def test_monthly_sums_follow_refreshes_that_move_remove_and_add_approaches(session, jobcenter, veu):
+    companies = [b.company(session, "657", "C") for _ in range(3)]
+    moved = b.approach(session, companies[0], MARCH, jobcenter, [WELDING, CNC])
+    for company in companies:
+        b.approach(session, company, dt.date(2025, 4, 2), veu, [WELDING], joint=[(jobcenter, [])])
+    refresh_report_facts(session)
+    assert_facts_current(session)
+    assert stored_month_sums(session)
+    moved.date = dt.date(2025, 5, 30)
+    companies[1].industry_section = "F"
+    b.approach(session, companies[2], dt.date(2025, 4, 2), jobcenter, [CNC])
+    session.flush()
+    refresh_report_facts(session, [c.id for c in companies])
+    assert_facts_current(session)
+    for table, column in (
+        (ApproachRecord, ApproachRecord.approach_id),
+        (ApproachOrganisation, ApproachOrganisation.approach_id),
+        (Approach, Approach.id),
+    ):
+        session.execute(
+            delete(table).where(
+                column.in_(select(Approach.id).where(Approach.company_id == companies[2].id))
+            )
+        )
+    refresh_report_facts(session, [companies[2].id])
+    assert_facts_current(session)
+    assert not any(row[-2] == 0 for row in stored_month_sums(session))
