@@ -18,6 +18,7 @@ from coordination.models import (
     FlagEvent,
     Organisation,
     PriorContactCheck,
+    ReportApproachFact,
     utcnow,
 )
 from coordination.rules import (
@@ -54,6 +55,12 @@ _FLAGS_OF = select(_FLAG).where(_FLAG.c.company_id.in_(bindparam("ids", expandin
 _SET_COORDINATED = (
     update(_APPROACH)
     .where(_APPROACH.c.id == bindparam("b_id"))
+    .values(coordinated=bindparam("b_coordinated"))
+)
+# The coordination report's approach facts (coordination.reports.facts) follow the approaches.
+_SET_FACTS_COORDINATED = (
+    update(ReportApproachFact.__table__)
+    .where(ReportApproachFact.__table__.c.approach_id == bindparam("b_id"))
     .values(coordinated=bindparam("b_coordinated"))
 )
 _INSERT_FLAGS = insert(_FLAG).returning(_FLAG.c.id, sort_by_parameter_order=True)
@@ -137,6 +144,7 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         updated.extend(evaluation.changes.update)
     if changes:
         connection.execute(_SET_COORDINATED, changes)
+        connection.execute(_SET_FACTS_COORDINATED, changes)
     _apply_flags(connection, created, updated)
     return len(created)
 

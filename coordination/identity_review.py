@@ -803,7 +803,6 @@ def _after_change(
     """Display fields, approaches and flags of ``company_ids`` follow their records."""
     refresh_companies(session, company_ids)
     rebuild_approaches(session, company_ids, rules.joint_date_tolerance_days)
-    refresh_report_facts(session, company_ids)
     for approach_id, value in (coordinated or {}).items():
         # As the flags were last evaluated; the evaluation below corrects what changed since.
         session.execute(
@@ -811,6 +810,7 @@ def _after_change(
             .where(_APPROACH.c.id == approach_id, _APPROACH.c.company_id.in_(company_ids))
             .values(coordinated=value)
         )
+    refresh_report_facts(session, company_ids)  # the evaluation keeps ``coordinated`` current
     evaluate_companies(session, company_ids, rules)
 
 

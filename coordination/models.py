@@ -410,6 +410,28 @@ class ReportNeedMonth(SQLModel, table=True):
     approaches: int = 0
 
 
+class ReportApproachFact(SQLModel, table=True):
+    """An approach that took place as the coordination report counts it: one row per approach
+    and organisation that made it (one row with no organisation for an approach without any),
+    with the company's municipality. Derived like ``ReportNeedFact``; ``coordinated`` follows
+    the approach's as the flag evaluation sets it."""
+
+    __table_args__ = (Index("ix_reportapproachfact_day", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    approach_id: int = Field(index=True)
+    company_id: int = Field(index=True)
+    day: dt.date
+    municipality_code: str | None = Field(default=None, max_length=3)
+    organisation_id: int | None = None
+    coordinated: bool = True
+    # Whether this is the row the approach is counted by; the company's previous day with a
+    # row of this organisation (this one for a second row of the same day), so a row starts
+    # the count of the company's organisations in a period when it lies before the period.
+    approach_first: bool = False
+    organisation_before: dt.date | None = None
+
+
 class ReportFactState(SQLModel, table=True):
     """One row once the report facts have been built for every company; from then on they are
     kept current per company and the reports read them."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, and_, false, or_, text
@@ -92,6 +93,21 @@ class AreaScope:
             if segment.start <= period.end and segment.end >= period.start:
                 codes |= segment.municipality_codes
         return sorted(codes)
+
+    def spans(self, period: Period) -> dict[str, tuple[dt.date, dt.date]] | None:
+        """The first and last day of ``period`` on which each municipality belongs to the area;
+        None when one leaves the area and comes back within the period (then a company's first
+        event in the area is not simply its first event since that day)."""
+        days: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        for segment in self.segments:
+            start, end = max(segment.start, period.start), min(segment.end, period.end)
+            for code in segment.municipality_codes if start <= end else ():
+                days.setdefault(code, []).append((start, end))
+        for spans in days.values():
+            spans.sort()
+            if any(b[0] > a[1] + dt.timedelta(days=1) for a, b in itertools.pairwise(spans)):
+                return None
+        return {code: (spans[0][0], spans[-1][1]) for code, spans in days.items()}
 
     def condition(self, municipality_code: ColumnElement, on: ColumnElement) -> ColumnElement:
         """SQL: the company with ``municipality_code`` belongs to the area on date ``on``."""

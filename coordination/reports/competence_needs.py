@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 
 from sqlalchemy import (
     Select,
@@ -234,21 +233,10 @@ def _without_group(tally: _Tally) -> _Tally:
 
 def _area_spans(scope: AreaScope, periods) -> dict[str, dict[str, tuple[dt.date, dt.date]]] | None:
     """For each period, the first and last day each municipality of the area counts in it; None
-    when a municipality leaves the area and comes back within a period (then a company's first
-    need in the area is not simply its first need since that day)."""
-    found = {}
-    for name, period in zip((_CURRENT, _PREVIOUS), periods, strict=True):
-        days: dict[str, list[tuple[dt.date, dt.date]]] = {}
-        for segment in scope.segments:
-            start, end = max(segment.start, period.start), min(segment.end, period.end)
-            for code in segment.municipality_codes if start <= end else ():
-                days.setdefault(code, []).append((start, end))
-        for spans in days.values():
-            spans.sort()
-            if any(b[0] > a[1] + dt.timedelta(days=1) for a, b in itertools.pairwise(spans)):
-                return None
-        found[name] = {code: (spans[0][0], spans[-1][1]) for code, spans in days.items()}
-    return found
+    when a municipality leaves the area and comes back within a period."""
+    named = zip((_CURRENT, _PREVIOUS), periods, strict=True)
+    found = {name: scope.spans(period) for name, period in named}
+    return None if None in found.values() else found
 
 
 def _marked_tallies(session: Session, counts, group_by: str, codelists: CodeLists):

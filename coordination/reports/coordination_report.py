@@ -25,6 +25,7 @@ published only when both its figures are. All counting happens in the database.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 
 from sqlalchemy import (
@@ -39,6 +40,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     true,
     union_all,
@@ -55,6 +57,7 @@ from coordination.models import (
     Flag,
     Organisation,
     PriorContactCheck,
+    ReportApproachFact,
 )
 from coordination.needs.codelists import CodeLists, load_codelists
 from coordination.reports import (
@@ -65,6 +68,7 @@ from coordination.reports import (
     share,
 )
 from coordination.reports.competence_needs import ORGANISATION_TYPE_LABELS
+from coordination.reports.facts import facts_built
 from coordination.reports.suppression import MIN_COMPANIES, RULE, Line, suppress
 
 TIMEZONE = "Europe/Copenhagen"  # the zone the coordination rules count check days in
@@ -132,17 +136,25 @@ class _Counts:
     @classmethod
     def gather(cls, session: Session, scope: AreaScope, period: Period, rules: Rules) -> _Counts:
         allow_memory_to_aggregate(session)
-        checked = _checked_approaches(scope, period, rules).subquery("checked")
+        first_days = scope.spans(period)
+        if facts_built(session) and first_days is not None:
+            checked = _checked_facts(scope, period, rules).subquery("checked")
+            by_municipality, approaches_per_company, organisations_per_company = _from_facts(
+                session, scope, period, {code: span[0] for code, span in first_days.items()}
+            )
+        else:
+            checked = _checked_approaches(scope, period, rules).subquery("checked")
+            by_municipality, approaches_per_company = _per_company_counts(session, scope, period)
+            organisations_per_company = _histogram(
+                session, _organisations_per_company(scope, period), ORGANISATION_BUCKETS
+            )
         checked_counts = session.execute(
             select(func.count(), func.count(distinct(checked.c.company_id)))
         ).one()
-        by_municipality, approaches_per_company = _per_company_counts(session, scope, period)
         return cls(
             by_municipality=_with_flags(session, scope, period, by_municipality),
             approaches_per_company=approaches_per_company,
-            organisations_per_company=_histogram(
-                session, _organisations_per_company(scope, period), ORGANISATION_BUCKETS
-            ),
+            organisations_per_company=organisations_per_company,
             checked=(checked_counts[0], checked_counts[1]),
             median_lead_days=_median(session, checked.c.lead_days, checked_counts[0]),
             flags_by_type=_flags_by_type(session, scope, period),
@@ -204,7 +216,97 @@ def _per_company_counts(
     return found, histogram
 
 
-_MUNICIPALITY, _BUCKET = "municipality", "bucket"
+_MUNICIPALITY, _BUCKET, _ORGANISATIONS = "municipality", "bucket", "organisations"
+
+
+def _from_facts(
+    session: Session, scope: AreaScope, period: Period, first_days: dict[str, dt.date]
+) -> tuple[dict[str, _MunicipalityCounts], dict[str, int], dict[str, int]]:
+    """What :func:`_per_company_counts` and the organisations per company give, from the
+    approach facts in one pass: a company's organisations are its rows whose organisation it
+    had no row of since the first day its municipality counts in the period."""
+    f = ReportApproachFact.__table__.c
+    start = literal(period.start, Date)
+    if first_days:
+        start = case(first_days, value=f.municipality_code, else_=start)
+    counted = f.approach_first == true()
+    per_company = (
+        select(
+            f.municipality_code.label("municipality_code"),
+            func.count().filter(counted).label("approaches"),
+            func.count().filter(and_(counted, f.coordinated == false())).label("uncoordinated"),
+            func.count()
+            .filter(
+                and_(
+                    f.organisation_id.is_not(None),
+                    or_(f.organisation_before.is_(None), f.organisation_before < start),
+                )
+            )
+            .label("organisations"),
+        )
+        .where(
+            f.day.between(period.start, period.end),
+            scope.condition(f.municipality_code, f.day),
+        )
+        .group_by(f.company_id, f.municipality_code)
+        .cte("per_company")
+    )
+    c = per_company.c
+    by_municipality = select(
+        literal(_MUNICIPALITY).label("kind"),
+        c.municipality_code.label("key"),
+        func.count().label("companies"),
+        func.sum(c.approaches).label("approaches"),
+        func.sum(c.uncoordinated).label("uncoordinated"),
+        func.count(case((c.uncoordinated > 0, 1))).label("unco_companies"),
+    ).group_by(c.municipality_code)
+    by_approaches = _bucket(c.approaches, APPROACH_BUCKETS)
+    by_organisations = _bucket(c.organisations, ORGANISATION_BUCKETS)
+    found: dict[str, _MunicipalityCounts] = {}
+    histograms = {
+        _BUCKET: {label: 0 for label, _, _ in APPROACH_BUCKETS},
+        _ORGANISATIONS: {label: 0 for label, _, _ in ORGANISATION_BUCKETS},
+    }
+    query = union_all(
+        by_municipality,
+        select(literal(_BUCKET), by_approaches, func.count(), null(), null(), null()).group_by(
+            by_approaches
+        ),
+        select(literal(_ORGANISATIONS), by_organisations, func.count(), null(), null(), null())
+        .where(c.organisations > 0)
+        .group_by(by_organisations),
+    )
+    for kind, key, companies, approaches, unco, unco_companies in session.execute(query):
+        if kind == _MUNICIPALITY:
+            found[key] = _MunicipalityCounts(companies, int(approaches), int(unco), unco_companies)
+        else:
+            histograms[kind][key] = companies
+    return found, histograms[_BUCKET], histograms[_ORGANISATIONS]
+
+
+def _checked_facts(scope: AreaScope, period: Period, rules: Rules) -> Select:
+    """:func:`_checked_approaches` from the approach facts."""
+    f = ReportApproachFact.__table__.c
+    check = PriorContactCheck.__table__.c
+    lead = _DaysBetween(f.day, _LocalDate(check.checked_at))
+    return (
+        select(
+            f.approach_id.label("approach_id"),
+            f.company_id.label("company_id"),
+            func.min(lead).label("lead_days"),
+        )
+        .select_from(ReportApproachFact.__table__)
+        .join(
+            PriorContactCheck.__table__,
+            and_(check.company_id == f.company_id, check.organisation_id == f.organisation_id),
+        )
+        .where(
+            f.day.between(period.start, period.end),
+            scope.condition(f.municipality_code, f.day),
+            lead.between(0, rules.lookup_valid_days),
+        )
+        .group_by(f.approach_id, f.company_id)
+    )
 
 
 def _with_flags(

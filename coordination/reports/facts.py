@@ -44,10 +44,12 @@ from sqlmodel import Session
 
 from coordination.models import (
     Approach,
+    ApproachOrganisation,
     ApproachRecord,
     Company,
     Need,
     Organisation,
+    ReportApproachFact,
     ReportFactState,
     ReportNeedFact,
     ReportNeedMonth,
@@ -84,6 +86,8 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         session.execute(delete(ReportNeedFact).where(of_chunk))
         session.execute(_insert(live_needs().where(Approach.company_id.in_(chunk))))
         _add_month_sums(session, of_chunk, 1)
+        session.execute(delete(ReportApproachFact).where(ReportApproachFact.company_id.in_(chunk)))
+        session.execute(_insert_approaches(live_approaches().where(Approach.company_id.in_(chunk))))
     session.execute(delete(ReportNeedMonth).where(ReportNeedMonth.facts == 0))
 
 
@@ -135,6 +139,8 @@ def _rebuild_all(session: Session) -> None:
     session.execute(_insert(live_needs()))
     sums = month_sums()
     session.execute(insert(ReportNeedMonth).from_select(list(sums.selected_columns.keys()), sums))
+    session.execute(delete(ReportApproachFact))
+    session.execute(_insert_approaches(live_approaches()))
     state = session.get(ReportFactState, 1)
     if state is None:
         session.add(ReportFactState(id=1, built_at=utcnow()))
@@ -184,6 +190,48 @@ def derived_facts(rows: Select | None = None) -> Select:
         after(c.company_id).label("any_after"),
         after(c.company_id, c.organisation_type).label("type_after"),
     )
+
+
+# --- approach facts ----------------------------------------------------------------------------
+
+
+def live_approaches() -> Select:
+    """The approach facts as the stored approaches and companies give them, without marks."""
+    return (
+        select(
+            Approach.id.label("approach_id"),
+            Approach.company_id.label("company_id"),
+            Approach.date.label("day"),
+            Company.municipality_code.label("municipality_code"),
+            ApproachOrganisation.organisation_id.label("organisation_id"),
+            Approach.coordinated.label("coordinated"),
+        )
+        .join(Company, Company.id == Approach.company_id)
+        .outerjoin(ApproachOrganisation, ApproachOrganisation.approach_id == Approach.id)
+        .where(Approach.planned == false())
+    )
+
+
+def derived_approach_facts(rows: Select | None = None) -> Select:
+    """The approach facts of ``rows`` (default: every company's) with their marks, each computed
+    within one company or approach."""
+    approaches = (live_approaches() if rows is None else rows).subquery("approaches")
+    c = approaches.c
+    return select(
+        *c,
+        (func.row_number().over(partition_by=c.approach_id, order_by=c.organisation_id) == 1).label(
+            "approach_first"
+        ),
+        func.lag(c.day, type_=Date)
+        .over(partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id))
+        .label("organisation_before"),
+    )
+
+
+def _insert_approaches(rows: Select):
+    marked = derived_approach_facts(rows)
+    columns = [c.name for c in marked.selected_columns]
+    return insert(ReportApproachFact).from_select(columns, marked)
 
 
 # --- monthly sums -------------------------------------------------------------------------------

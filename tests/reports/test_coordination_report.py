@@ -4,13 +4,20 @@ how much of it is uncoordinated or preceded by a prior-contact check, and the fl
 from __future__ import annotations
 
 import datetime as dt
+import random
+import shutil
 
 import pytest
+from sqlalchemy import delete
 from sqlmodel import Session
 
 from coordination.config import Rules
+from coordination.flagging import evaluate_companies
+from coordination.models import ReportFactState
+from coordination.needs.codelists import load_codelists
 from coordination.reports import Period
 from coordination.reports.coordination_report import CoordinationRequest, coordination_report
+from coordination.reports.facts import refresh_report_facts
 from tests.reports import builders as b
 
 YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
@@ -37,9 +44,16 @@ def sources(session, organisations):
     return {kind: b.source(session, org) for kind, org in organisations.items()}
 
 
-def report(session, area="region-midtjylland", period=YEAR, rules=None):
+def report(session, area="region-midtjylland", period=YEAR, rules=None, codelists=None):
+    """The report counted from the approaches, checked against the same report counted from
+    freshly built report facts."""
     request = CoordinationRequest(area, period)
-    return coordination_report(session, request, rules or Rules(lookup_valid_days=14))
+    rules = rules or Rules(lookup_valid_days=14)
+    session.execute(delete(ReportFactState))
+    counted = coordination_report(session, request, rules, codelists)
+    refresh_report_facts(session)
+    assert coordination_report(session, request, rules, codelists) == counted
+    return counted
 
 
 def buckets(section):
@@ -231,3 +245,70 @@ def test_a_suppressed_municipality_takes_the_next_smallest_with_it(session, sour
     }
     assert [rows[m]["companies"] for m in ("657", "661", "665")] == [5, None, None]
     assert rows["661"]["suppressed"] and rows["665"]["approaches"] is None
+
+
+# --- counted from the report facts ---------------------------------------------------------------
+
+
+def busy_companies(session, sources, organisations, count=30, seed=7):
+    """``count`` companies in Herning and Aarhus approached five to eight times between October
+    2024 and June 2025 (twice on some days), by one organisation or jointly, some uncoordinated,
+    some after a check."""
+    chosen = random.Random(seed)
+    kinds = sorted(sources)
+    for _ in range(count):
+        company = b.company(session, chosen.choice(["657", "751"]))
+        days = [dt.date(2024, 10, 1) + dt.timedelta(days=chosen.randrange(270)) for _ in range(5)]
+        for on in [*days, *days[: chosen.randint(0, 3)]]:
+            first, other = chosen.sample(kinds, 2)
+            joint = [(sources[other], ())] if chosen.random() < 0.3 else []
+            coordinated = chosen.random() < 0.8
+            b.approach(session, company, on, sources[first], joint=joint, coordinated=coordinated)
+            if chosen.random() < 0.4:
+                at = dt.datetime.combine(on, dt.time(9), tzinfo=dt.UTC)
+                before = at - dt.timedelta(days=chosen.randrange(20))
+                b.check(session, company, organisations[first], before)
+
+
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        (dt.date(2025, 1, 1), dt.date(2025, 12, 31)),
+        (dt.date(2025, 2, 10), dt.date(2025, 5, 20)),
+        (dt.date(2024, 11, 15), dt.date(2025, 3, 14)),
+    ],
+)
+def test_any_period_counts_the_same_from_the_facts(session, sources, organisations, start, end):
+    busy_companies(session, sources, organisations)
+    found = report(session, period=Period(start, end))
+    assert found["companies"] > 3 and found["prior_contact_checks"]["approaches"]
+
+
+def test_a_municipality_that_joins_an_area_mid_period_counts_from_that_day(
+    session, sources, organisations, tmp_path
+):
+    # From 15 March 2025 Herning (657) moves to RAR Østjylland in this made-up reform.
+    directory = tmp_path / "codelists"
+    shutil.copytree(load_codelists().directory, directory)
+    with (directory / "areas.toml").open("a", encoding="utf-8") as areas:
+        areas.write(
+            '\n[[area]]\nid = "rar-oestjylland"\nname = "RAR Østjylland"\n'
+            'valid_from = 2025-03-15\nmunicipalities = ["657", "751"]\n'
+        )
+    reformed = load_codelists(directory)
+    busy_companies(session, sources, organisations)
+    for area in ("rar-oestjylland", "rar-vestjylland", "region-midtjylland"):
+        report(session, area, codelists=reformed)
+
+
+def test_the_flag_evaluation_keeps_the_facts_of_coordination_current(session, sources):
+    companies = approached(session, sources["jobcenter"], 2, count=4)
+    for company in companies:
+        b.approach(session, company, dt.date(2025, 2, 2), sources["veu"])
+    refresh_report_facts(session)
+    request = CoordinationRequest("region-midtjylland", YEAR)
+    evaluate_companies(session, [c.id for c in companies], Rules(), dt.date(2025, 12, 31))
+    from_facts = coordination_report(session, request, Rules())
+    session.execute(delete(ReportFactState))
+    assert coordination_report(session, request, Rules()) == from_facts
+    assert from_facts["uncoordinated"]["approaches"] > 0
