@@ -32,15 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip", action="append", default=[], help="leave out pages (repeat)")
+    parser.add_argument(
+        "--report-query",
+        default="",
+        help="query string of the report pages, e.g. from=2025-01-01&to=2025-12-31 "
+        "(default: the pages' own default, the last 365 days)",
+    )
     args = parser.parse_args(argv)
     print(machine())
     app, statements = service(args.url)
     rng = random.Random(args.seed)
-    companies = company_sample(app, args.runs, args.seed)
+    skipped = lambda name: any(word in name for word in args.skip)  # noqa: E731
+    # Only the company pages and searches need sample companies (with CVR numbers).
+    needed = any(not skipped(name) for name in ("company page", "company search"))
+    companies = company_sample(app, args.runs, args.seed) if needed else []
     before = load_text()
     results = {}
-    for name, role, paths in pages(app, companies, rng, args.runs):
-        if any(word in name for word in args.skip):
+    for name, role, paths in pages(app, companies, rng, args.runs, args.report_query):
+        if skipped(name):
             continue
         client = logged_in(app, role)
         client.get(paths[0])  # the first rendering compiles the template
@@ -74,8 +83,11 @@ def company_sample(app, count: int, seed: int) -> list[tuple[int, str, str]]:
     return [tuple(row) for row in rows]
 
 
-def pages(app, companies, rng: random.Random, runs: int) -> list[tuple[str, str, list[str]]]:
+def pages(
+    app, companies, rng: random.Random, runs: int, report_query: str = ""
+) -> list[tuple[str, str, list[str]]]:
     """(page, role, the paths to render) for every page."""
+    query = f"?{report_query}" if report_query else ""
     first_words = [name.split()[0] + " " + name.split()[1] for _, _, name in companies]
     return [
         ("company search by name", "visitor", [f"/tjek?q={w}" for w in first_words]),
@@ -89,8 +101,8 @@ def pages(app, companies, rng: random.Random, runs: int) -> list[tuple[str, str,
         ("flag inbox", "coordinator", ["/flag"] * runs),
         ("flag inbox, resolved", "coordinator", ["/flag?status=resolved"] * runs),
         ("match review", "coordinator", ["/match"] * runs),
-        ("reports", "council", ["/rapporter"] * runs),
-        ("coordination report", "council", ["/rapporter/koordinering"] * runs),
+        ("reports", "council", [f"/rapporter{query}"] * runs),
+        ("coordination report", "council", [f"/rapporter/koordinering{query}"] * runs),
         ("sync status", "admin", ["/synkronisering"] * runs),
     ]
 

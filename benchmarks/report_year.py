@@ -263,7 +263,8 @@ def build_facts(engine) -> None:
     with session_scope(engine) as session:
         refresh_report_facts(session)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE reportneedfact"))
+        for table in ("reportneedfact", "reportneedmonth", "reportapproachfact"):
+            connection.execute(text(f"VACUUM ANALYZE {table}"))
     print(f"built the report facts in {time.monotonic() - started:.0f} s")
 
 
