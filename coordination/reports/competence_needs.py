@@ -70,6 +70,8 @@ from coordination.reports.facts import (
     expressed_needs,
     facts_built,
     level_columns,
+    spans_by_days,
+    whole_months,
 )
 from coordination.reports.suppression import MIN_COMPANIES, RULE, suppress_table
 
@@ -311,10 +313,7 @@ class _MarkedCounts:
     def _tally(self, session: Session, level: int, keys: tuple[str, ...]) -> _Tally:
         parts = []
         for period, spans in self.spans.items():
-            codes_by_span: dict[tuple[dt.date, dt.date], list[str]] = {}
-            for code, span in sorted(spans.items()):
-                codes_by_span.setdefault(span, []).append(code)
-            for (first, last), codes in codes_by_span.items():
+            for (first, last), codes in spans_by_days(spans).items():
                 parts += self._pieces(period, level, keys, first, last, codes)
         totals: dict[tuple, list[int]] = {}
         for period, *values, companies, approaches in session.execute(union_all(*parts)):
@@ -328,16 +327,14 @@ class _MarkedCounts:
         return tally
 
     def _pieces(self, period, level, keys, first: dt.date, last: dt.date, codes) -> list:
-        whole_first = first if first.day == 1 else _month_after(first)
-        whole_last = last if (last + _DAY).day == 1 else last.replace(day=1) - _DAY
-        if whole_first > whole_last:
+        whole = whole_months(first, last)
+        if whole is None:
             return [self._days(period, level, keys, codes, (first, last), first)]
+        whole_first, whole_last = whole
         pieces = [self._months(period, level, keys, codes, whole_first, whole_last)]
         if first < whole_first:
-            whole = (whole_first, whole_last)
-            pieces.append(
-                self._days(period, level, keys, codes, (first, whole_first - _DAY), first, whole)
-            )
+            head = (first, whole_first - _DAY)
+            pieces.append(self._days(period, level, keys, codes, head, first, whole))
         if whole_last < last:
             pieces.append(self._days(period, level, keys, codes, (whole_last + _DAY, last), first))
         return pieces
@@ -378,10 +375,6 @@ class _MarkedCounts:
 
 
 _DAY = dt.timedelta(days=1)
-
-
-def _month_after(day: dt.date) -> dt.date:
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def _day_key(facts, key: str):

@@ -309,6 +309,24 @@ _MONTH_KEYS = (
 )
 
 
+def whole_months(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of the calendar months that lie wholly within ``first`` to
+    ``last``; None when no month does."""
+    day = dt.timedelta(days=1)
+    year, month = divmod(first.year * 12 + first.month, 12)  # the next month, counted from 0
+    whole_first = first if first.day == 1 else dt.date(year, month + 1, 1)
+    whole_last = last if (last + day).day == 1 else last.replace(day=1) - day
+    return (whole_first, whole_last) if whole_first <= whole_last else None
+
+
+def spans_by_days(spans: dict[str, tuple[dt.date, dt.date]]) -> dict[tuple, list[str]]:
+    """The municipalities of ``spans`` (code -> first and last day) by their span."""
+    found: dict[tuple, list[str]] = {}
+    for code, span in sorted(spans.items()):
+        found.setdefault(span, []).append(code)
+    return found
+
+
 def _add_month_sums(session: Session, where, sign: int) -> None:
     sums = month_sums(where, sign).subquery("sums")
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite

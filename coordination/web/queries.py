@@ -6,6 +6,7 @@ and suppression) rather than repeating it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import distinct, extract, func, select, true
@@ -15,13 +16,22 @@ from coordination.approach_queries import _approach_rows, serialise_approaches
 from coordination.models import (
     Approach,
     QuarantinedRecord,
+    ReportNeedFact,
+    ReportNeedMonth,
     Source,
     SyncRun,
     SyncRunSource,
 )
 from coordination.needs.codelists import load_codelists
 from coordination.reports import Period, resolve_area
-from coordination.reports.facts import expressed_needs, facts_built
+from coordination.reports.facts import (
+    COMPANY,
+    MonthOf,
+    expressed_needs,
+    facts_built,
+    spans_by_days,
+    whole_months,
+)
 from coordination.reports.suppression import Line, suppress
 
 
@@ -102,6 +112,28 @@ def needs_trend(
     be recovered by subtraction either.
     """
     scope = resolve_area(load_codelists(), area, period)
+    spans = scope.spans(period)
+    if facts_built(session) and spans is not None:
+        counted = _monthly_from_facts(session, spans)
+    else:
+        counted = _monthly_counted(session, scope, period)
+    months = _months(period)
+    companies = {key: counted.get(key, (0, 0))[0] for key in months}
+    lines = [] if published_total is None else [Line(tuple(months), "total")]
+    hidden = suppress({**companies, "total": published_total or 0}, lines)
+    return [
+        {
+            "year": year_,
+            "month": month_,
+            "companies": None if key in hidden else companies[key],
+            "approaches": None if key in hidden else counted.get(key, (0, 0))[1],
+        }
+        for key in months
+        for year_, month_ in [key]
+    ]
+
+
+def _monthly_counted(session: Session, scope, period: Period) -> dict[tuple, tuple[int, int]]:
     needs = expressed_needs(session, organisation_type=False)
     year, month = extract("year", needs.c.day), extract("month", needs.c.day)
     query = (
@@ -117,23 +149,67 @@ def needs_trend(
         )
         .group_by(year, month)
     )
-    if facts_built(session):  # one row per approach is enough: a far smaller distinct count
-        query = query.where(needs.c.approach_first == true())
-    counted = {(int(y), int(m)): (c, a) for y, m, c, a in session.execute(query)}
-    months = _months(period)
-    companies = {key: counted.get(key, (0, 0))[0] for key in months}
-    lines = [] if published_total is None else [Line(tuple(months), "total")]
-    hidden = suppress({**companies, "total": published_total or 0}, lines)
-    return [
-        {
-            "year": year_,
-            "month": month_,
-            "companies": None if key in hidden else companies[key],
-            "approaches": None if key in hidden else counted.get(key, (0, 0))[1],
-        }
-        for key in months
-        for year_, month_ in [key]
-    ]
+    return {(int(y), int(m)): (c, a) for y, m, c, a in session.execute(query)}
+
+
+def _monthly_from_facts(session: Session, spans) -> dict[tuple, tuple[int, int]]:
+    """The months wholly in the period and the area from the monthly sums of the report facts
+    (a company counts in the month when its previous fact lies before it), the others from the
+    fact rows. A company has one municipality, so the municipalities' counts add up."""
+    counted: dict[tuple, tuple[int, int]] = {}
+
+    def add(rows) -> None:
+        for day, companies, approaches in rows:
+            key = (day.year, day.month)
+            before = counted.get(key, (0, 0))
+            counted[key] = (before[0] + int(companies or 0), before[1] + int(approaches or 0))
+
+    sums, facts = ReportNeedMonth.__table__.c, ReportNeedFact.__table__.c
+    for (first, last), codes in spans_by_days(spans).items():
+        whole = whole_months(first, last)
+        partial = [(first, last)]
+        if whole is not None:
+            add(
+                session.execute(
+                    select(
+                        sums.month,
+                        func.sum(sums.facts).filter(sums.before_month < sums.month),
+                        func.sum(sums.approaches),
+                    )
+                    .where(
+                        sums.level == COMPANY,
+                        sums.month.between(whole[0], whole[1].replace(day=1)),
+                        sums.municipality_code.in_(codes),
+                    )
+                    .group_by(sums.month)
+                )
+            )
+            partial = [
+                (start, end)
+                for start, end in ((first, whole[0] - _DAY), (whole[1] + _DAY, last))
+                if start <= end
+            ]
+        for start, end in partial:
+            month = MonthOf(facts.day)
+            add(
+                session.execute(
+                    select(
+                        month,
+                        func.count(distinct(facts.company_id)),
+                        func.count(distinct(facts.approach_id)),
+                    )
+                    .where(
+                        facts.day.between(start, end),
+                        facts.municipality_code.in_(codes),
+                        facts.approach_first == true(),
+                    )
+                    .group_by(month)
+                )
+            )
+    return counted
+
+
+_DAY = dt.timedelta(days=1)
 
 
 def _months(period: Period) -> list[tuple[int, int]]:

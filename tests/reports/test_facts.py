@@ -205,3 +205,29 @@ def test_monthly_sums_follow_refreshes_that_move_remove_and_add_approaches(sessi
     refresh_report_facts(session, [companies[2].id])
     assert_facts_current(session)
     assert not any(row[-2] == 0 for row in stored_month_sums(session))
+
+
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        (dt.date(2025, 2, 10), dt.date(2025, 7, 20)),
+        (dt.date(2025, 3, 1), dt.date(2025, 3, 31)),
+        (dt.date(2025, 3, 14), dt.date(2025, 3, 14)),
+    ],
+)
+def test_the_pages_needs_trend_over_part_months_counts_the_same_from_the_facts(
+    session, jobcenter, veu, start, end
+):
+    from coordination.web.queries import needs_trend
+
+    companies = [b.company(session, "657") for _ in range(5)]
+    for number, company in enumerate(companies):
+        b.approach(session, company, MARCH, jobcenter, [WELDING], joint=[(veu, [WELDING, CNC])])
+        b.approach(session, company, dt.date(2025, 3, 1 + number), veu, [CNC])
+        b.approach(session, company, dt.date(2025, 2, 20 + number), veu, [CNC])
+        b.approach(session, company, dt.date(2025, 7, 15 + number), jobcenter, [WELDING])
+    period = Period(start, end)
+    live = needs_trend(session, "rar-vestjylland", period, None)
+    refresh_report_facts(session)
+    assert needs_trend(session, "rar-vestjylland", period, None) == live
+    assert any(row["companies"] for row in live)
