@@ -26,6 +26,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    bindparam,
     cast,
     delete,
     false,
@@ -82,13 +83,12 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         of_chunk = ReportNeedFact.company_id.in_(chunk)
-        _add_month_sums(session, of_chunk, -1)
+        old = _sums_of(session, of_chunk)
         session.execute(delete(ReportNeedFact).where(of_chunk))
         session.execute(_insert(live_needs().where(Approach.company_id.in_(chunk))))
-        _add_month_sums(session, of_chunk, 1)
+        _add_month_sums(session, old, _sums_of(session, of_chunk))
         session.execute(delete(ReportApproachFact).where(ReportApproachFact.company_id.in_(chunk)))
         session.execute(_insert_approaches(live_approaches().where(Approach.company_id.in_(chunk))))
-    session.execute(delete(ReportNeedMonth).where(ReportNeedMonth.facts == 0))
 
 
 def facts_built(session: Session) -> bool:
@@ -272,10 +272,12 @@ def level_columns(facts) -> dict[int, tuple]:
     }
 
 
-def month_sums(where=None, sign: int = 1) -> Select:
-    """The rows of ``reportneedmonth`` that the facts matching ``where`` add up to (negated when
-    ``sign`` is -1)."""
+def month_sums(where=None) -> Select:
+    """The rows of ``reportneedmonth`` that the facts matching ``where`` (default: all) add up
+    to."""
     facts = ReportNeedFact.__table__
+    if where is not None:  # read the rows once for the four levels
+        facts = select(facts).where(where).cte("facts_of")
     month = MonthOf(facts.c.day)
     parts = []
     for level, (groups, before, _, counts_approach) in level_columns(facts).items():
@@ -288,10 +290,10 @@ def month_sums(where=None, sign: int = 1) -> Select:
             select(
                 literal(level, Integer).label("level"),
                 *(key.label(name) for key, name in zip(keys, _MONTH_KEYS[1:], strict=True)),
-                (func.count() * sign).label("facts"),
-                (approaches * sign).label("approaches"),
+                func.count().label("facts"),
+                approaches.label("approaches"),
             )
-            .where(true() if where is None else where, facts.c.municipality_code.is_not(None))
+            .where(facts.c.municipality_code.is_not(None))
             .group_by(*keys)
         )
     return union_all(*parts)
@@ -327,13 +329,27 @@ def spans_by_days(spans: dict[str, tuple[dt.date, dt.date]]) -> dict[tuple, list
     return found
 
 
-def _add_month_sums(session: Session, where, sign: int) -> None:
-    sums = month_sums(where, sign).subquery("sums")
+def _sums_of(session: Session, where) -> dict[tuple, tuple[int, int]]:
+    return {tuple(keys): (n, a) for *keys, n, a in session.execute(month_sums(where))}
+
+
+def _add_month_sums(session: Session, old: dict, new: dict) -> None:
+    """Add to the monthly sums what changed from the sums ``old`` to ``new`` (of the same
+    companies): the keys whose sums differ, usually few of them."""
+    changes = [
+        {
+            **dict(zip(_MONTH_KEYS, key, strict=True)),
+            "facts": new.get(key, (0, 0))[0] - old.get(key, (0, 0))[0],
+            "approaches": new.get(key, (0, 0))[1] - old.get(key, (0, 0))[1],
+        }
+        for key in old.keys() | new.keys()
+        if old.get(key) != new.get(key)
+    ]
+    if not changes:
+        return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = ReportNeedMonth.__table__
-    # SQLite needs a WHERE in an INSERT ... SELECT ... ON CONFLICT to parse it.
-    rows = select(*sums.c).where(true())
-    statement = dialect.insert(table).from_select(list(sums.c.keys()), rows)
+    statement = dialect.insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=list(_MONTH_KEYS),
         set_={
@@ -341,7 +357,14 @@ def _add_month_sums(session: Session, where, sign: int) -> None:
             "approaches": table.c.approaches + statement.excluded.approaches,
         },
     )
-    session.execute(statement)
+    session.execute(statement, changes)
+    emptied = [change for change in changes if change["facts"] < 0]
+    if emptied:  # a key whose facts are all gone leaves no row behind
+        keys = [table.c[name] == bindparam(f"k_{name}") for name in _MONTH_KEYS]
+        session.execute(
+            delete(table).where(*keys, table.c.facts == 0),
+            [{f"k_{name}": change[name] for name in _MONTH_KEYS} for change in emptied],
+        )
 
 
 class MonthOf(FunctionElement):
