@@ -227,12 +227,13 @@ def _from_facts(
     had no row of since the first day its municipality counts in the period."""
     f = ReportApproachFact.__table__.c
     start = literal(period.start, Date)
-    if first_days:
+    if set(first_days.values()) - {period.start}:
         start = case(first_days, value=f.municipality_code, else_=start)
     counted = f.approach_first == true()
     per_company = (
         select(
-            f.municipality_code.label("municipality_code"),
+            # A company's facts all carry its municipality.
+            func.min(f.municipality_code).label("municipality_code"),
             func.count().filter(counted).label("approaches"),
             func.count().filter(and_(counted, f.coordinated == false())).label("uncoordinated"),
             func.count()
@@ -248,7 +249,7 @@ def _from_facts(
             f.day.between(period.start, period.end),
             scope.condition(f.municipality_code, f.day),
         )
-        .group_by(f.company_id, f.municipality_code)
+        .group_by(f.company_id)
         .cte("per_company")
     )
     c = per_company.c
