@@ -134,13 +134,16 @@ def live_needs(organisation_type: bool = True, distinct: bool = True) -> Select:
 
 
 def _rebuild_all(session: Session) -> None:
+    # Stored in the order reports read them (by day; the sums by level and month), so that a
+    # report's days and months lie together on disk; refreshes append the few rows they change.
     session.execute(delete(ReportNeedMonth))
     session.execute(delete(ReportNeedFact))
-    session.execute(_insert(live_needs()))
+    session.execute(_insert(live_needs(), by_day=True))
     sums = month_sums()
+    sums = sums.order_by(*(sums.selected_columns[key] for key in _MONTH_KEYS[:2]))
     session.execute(insert(ReportNeedMonth).from_select(list(sums.selected_columns.keys()), sums))
     session.execute(delete(ReportApproachFact))
-    session.execute(_insert_approaches(live_approaches()))
+    session.execute(_insert_approaches(live_approaches(), by_day=True))
     state = session.get(ReportFactState, 1)
     if state is None:
         session.add(ReportFactState(id=1, built_at=utcnow()))
@@ -149,8 +152,10 @@ def _rebuild_all(session: Session) -> None:
     session.flush()
 
 
-def _insert(rows: Select):
+def _insert(rows: Select, by_day: bool = False):
     marked = derived_facts(rows)
+    if by_day:
+        marked = marked.order_by(marked.selected_columns.day)
     return insert(ReportNeedFact).from_select([c.name for c in marked.selected_columns], marked)
 
 
@@ -228,8 +233,10 @@ def derived_approach_facts(rows: Select | None = None) -> Select:
     )
 
 
-def _insert_approaches(rows: Select):
+def _insert_approaches(rows: Select, by_day: bool = False):
     marked = derived_approach_facts(rows)
+    if by_day:
+        marked = marked.order_by(marked.selected_columns.day)
     columns = [c.name for c in marked.selected_columns]
     return insert(ReportApproachFact).from_select(columns, marked)
 
