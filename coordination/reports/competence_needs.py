@@ -26,8 +26,10 @@ leaves out are zero. The counting happens in the database: GROUP BY queries per 
 group covering both periods; need totals and the grand total are sums of those where groups
 cannot overlap (sector, municipality) and queries of their own where they can (organisation
 type). Once the report facts are built (:mod:`coordination.reports.facts`: the needs of
-approaches in one table, with marks of each company's previous row per key) the queries read
-them and count distinct companies and approaches as filtered counts; occupations rolled up to
+approaches in one table, with marks of each company's previous and next row per key, and their
+sums per month) the queries read the sums for the whole months of a period and the rows for the
+days before and after them, and count distinct companies and approaches as sums and filtered
+counts; occupations rolled up to
 sub-major or major groups, and areas a municipality leaves and rejoins within a period, are
 counted with COUNT(DISTINCT) over the same rows instead.
 """

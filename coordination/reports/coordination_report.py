@@ -19,7 +19,9 @@ count) to companies whose municipality belonged to the area on the approach's da
 Every figure is derived from a number of companies and is suppressed by
 :mod:`coordination.reports.suppression` when that number is 1 or 2; the buckets, the
 municipalities and the organisation types each form a line with their total. A share is
-published only when both its figures are. All counting happens in the database.
+published only when both its figures are. All counting happens in the database: once the report
+facts are built, the approaches are read from ``reportapproachfact`` (one row per approach and
+organisation, :mod:`coordination.reports.facts`) in one pass, else from the approaches.
 """
 
 from __future__ import annotations
