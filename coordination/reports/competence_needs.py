@@ -318,7 +318,8 @@ class _MarkedCounts:
             for (first, last), codes in spans_by_days(spans).items():
                 parts += self._pieces(period, level, keys, first, last, codes)
         totals: dict[tuple, list[int]] = {}
-        for period, *values, companies, approaches in session.execute(union_all(*parts)):
+        found_rows = session.execute(union_all(*parts)) if parts else []
+        for period, *values, companies, approaches in found_rows:
             found = totals.setdefault((period, *values), [0, 0])
             found[0] += int(companies or 0)
             found[1] += int(approaches or 0)

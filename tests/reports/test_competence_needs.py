@@ -419,3 +419,9 @@ def test_suppressed_cells_are_never_among_the_top_needs(session, jobcenter):
         {"group": "2", "group_label": found["groups"][0]["group_label"], "needs": []}
     ]
     assert found["top_needs_overall"] == []
+
+
+def test_a_period_before_an_areas_first_version_counts_nothing(session, jobcenter):
+    companies_with(session, jobcenter, [WELDING], on=dt.date(1990, 3, 1))
+    found = report(session, "rar-vestjylland", Period(dt.date(1990, 1, 1), dt.date(1990, 12, 31)))
+    assert found["needs"] == [] and found["area"]["municipalities"] == []
