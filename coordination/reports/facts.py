@@ -134,8 +134,10 @@ def live_needs(organisation_type: bool = True, distinct: bool = True) -> Select:
 
 
 def _rebuild_all(session: Session) -> None:
-    # Stored in the order reports read them (by day; the sums by level and month), so that a
-    # report's days and months lie together on disk; refreshes append the few rows they change.
+    # Stored in the order reports read them, so that what a report reads lies together on disk
+    # (refreshes append the few rows they change): the need facts by day (a report reads the
+    # days of its partial months), the sums by level and month, the approach facts by company
+    # (the coordination report groups a period's facts per company).
     session.execute(delete(ReportNeedMonth))
     session.execute(delete(ReportNeedFact))
     session.execute(_insert(live_needs(), by_day=True))
@@ -143,7 +145,7 @@ def _rebuild_all(session: Session) -> None:
     sums = sums.order_by(*(sums.selected_columns[key] for key in _MONTH_KEYS[:2]))
     session.execute(insert(ReportNeedMonth).from_select(list(sums.selected_columns.keys()), sums))
     session.execute(delete(ReportApproachFact))
-    session.execute(_insert_approaches(live_approaches(), by_day=True))
+    session.execute(_insert_approaches(live_approaches(), by_company=True))
     state = session.get(ReportFactState, 1)
     if state is None:
         session.add(ReportFactState(id=1, built_at=utcnow()))
@@ -233,10 +235,10 @@ def derived_approach_facts(rows: Select | None = None) -> Select:
     )
 
 
-def _insert_approaches(rows: Select, by_day: bool = False):
+def _insert_approaches(rows: Select, by_company: bool = False):
     marked = derived_approach_facts(rows)
-    if by_day:
-        marked = marked.order_by(marked.selected_columns.day)
+    if by_company:
+        marked = marked.order_by(marked.selected_columns.company_id, marked.selected_columns.day)
     columns = [c.name for c in marked.selected_columns]
     return insert(ReportApproachFact).from_select(columns, marked)
 
