@@ -27,6 +27,7 @@ production. Without ``--url`` a fresh database is built through a full sync of
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import queue
@@ -90,6 +91,19 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s for the latency")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each load phase")
     parser.add_argument("--connections", type=int, default=16, help="for the saturated runs")
+    parser.add_argument(
+        "--client",
+        choices=("asyncio", "threads"),
+        default="asyncio",
+        help="the fixed-rate load generator (see fixed_rate)",
+    )
+    parser.add_argument(
+        "--no-durable-checks",
+        dest="durable_checks",
+        action="store_false",
+        help="run the app with [database] durable_checks = false (the check's commit does not "
+        "wait for the WAL flush; see docs/deployment.md)",
+    )
 
 
 def load_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,6 +112,8 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "seconds": args.seconds,
         "connections": args.connections,
+        "durable_checks": args.durable_checks,
+        "client": args.client,
     }
 
 
@@ -124,28 +140,32 @@ def measure(
     rate: float = 200.0,
     seconds: float = 30.0,
     connections: int = 16,
+    durable_checks: bool = True,
+    client: str = "asyncio",
 ) -> dict[str, Any]:
     token, cvrs = callers(url)
     if not cvrs:
         raise SystemExit("the database has no company with a CVR number: sync something first")
     raw = setup.raw if setup else {"database": {"url": url}, "sources": stored_sources(url)}
+    raw = raw | {"database": raw.get("database", {}) | {"durable_checks": durable_checks}}
     environ = setup.environ if setup else {}
     out: dict[str, Any] = {"workers": workers, "rate": rate, "companies_sampled": len(cvrs)}
+    out["durable_checks"] = durable_checks
     with Gunicorn(url, raw, environ, workers) as server:
         paths = [PRIOR_CONTACT.format(cvr=cvr) for cvr in cvrs]
         headers = {"Authorization": f"Bearer {token}"}
         _check_endpoint(server.url + paths[0], headers)
         out["endpoint"] = "prior-contact"
         out["load_before"] = load_text()
-        fixed_rate(server.url, paths[:50], headers, rate=50, seconds=2)  # warm the workers
+        fixed_rate(server.url, paths[:50], headers, 50, 2, client)  # warm the workers
         out["healthz_max"] = saturate(server.url, ["/healthz"], {}, seconds, connections)
         out["prior_contact_max"] = saturate(server.url, paths, headers, seconds, connections)
-        out["prior_contact_at_rate"] = fixed_rate(server.url, paths, headers, rate, seconds)
+        out["prior_contact_at_rate"] = fixed_rate(server.url, paths, headers, rate, seconds, client)
         # Latency where the server keeps up: half its saturated throughput (when below rate).
         half = min(rate, out["prior_contact_max"]["requests_per_second"] / 2)
-        out["prior_contact_at_half"] = fixed_rate(server.url, paths, headers, half, seconds)
+        out["prior_contact_at_half"] = fixed_rate(server.url, paths, headers, half, seconds, client)
         out["prior_contact_at_half"]["rate"] = half
-        out["healthz_at_rate"] = fixed_rate(server.url, ["/healthz"], {}, rate, seconds / 2)
+        out["healthz_at_rate"] = fixed_rate(server.url, ["/healthz"], {}, rate, seconds / 2, client)
         out["load_after"] = load_text()
     ceiling = out["healthz_max"]["requests_per_second"]
     out["share_of_ceiling"] = out["prior_contact_max"]["requests_per_second"] / ceiling
@@ -351,11 +371,89 @@ def fixed_rate(
     headers: dict[str, str],
     rate: float,
     seconds: float,
-    threads: int = 64,
+    client: str = "asyncio",
 ) -> dict[str, Any]:
     """Open loop: request i is due at ``i / rate``; its latency counts from then. A request
     more than ``seconds`` overdue is not sent but counted as ``dropped`` (the server cannot
-    keep up; its latencies already say so)."""
+    keep up; its latencies already say so). ``client``: "asyncio" (one thread, raw HTTP/1.1,
+    about a tenth of the CPU per request of "threads", so the load generator takes less of
+    the CPU the server shares with it) or "threads" (64 threads with ``requests``, the
+    generator of the figures before 5 December 2026). ``client_cpu_ms`` is the generator's
+    own CPU time per request."""
+    started = time.process_time()
+    if client == "threads":
+        out = _fixed_rate_threads(base, paths, headers, rate, seconds)
+    else:
+        out = asyncio.run(_fixed_rate_asyncio(base, paths, headers, rate, seconds))
+    out["client"] = client
+    out["client_cpu_ms"] = (time.process_time() - started) * 1000 / max(out["requests"], 1)
+    return out
+
+
+async def _fixed_rate_asyncio(
+    base: str,
+    paths: list[str],
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    concurrency: int = 64,
+) -> dict[str, Any]:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    latencies, service, errors, dropped = [], [], [0], [0]
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(when: float, path: str) -> None:
+        async with slots:
+            if time.perf_counter() - when > seconds:  # hopelessly behind: count it only
+                dropped[0] += 1
+                return
+            sent = time.perf_counter()
+            ok = False
+            try:
+                # gunicorn's sync workers close every connection after one response.
+                reader, writer = await asyncio.open_connection(host, int(port))
+                request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+                writer.write(request.encode())
+                answer = await asyncio.wait_for(reader.read(-1), timeout=30)
+                writer.close()
+                ok = answer[9:12] == b"200"
+            except (OSError, TimeoutError):
+                pass
+            done = time.perf_counter()
+            latencies.append(done - when)
+            service.append(done - sent)
+            errors[0] += not ok
+
+    start = time.perf_counter() + 0.2
+    total = int(rate * seconds)
+    tasks = []
+    for i in range(total):
+        when = start + i / rate
+        delay = when - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(when, paths[(i * 7919) % len(paths)])))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": total,
+        "achieved_rate": len(latencies) / elapsed,
+        "errors": errors[0],
+        "dropped": dropped[0],
+        **_percentiles(latencies),
+        "service_p50_ms": statistics.median(service) * 1000 if service else 0.0,
+    }
+
+
+def _fixed_rate_threads(
+    base: str,
+    paths: list[str],
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    threads: int = 64,
+) -> dict[str, Any]:
     due: queue.Queue[tuple[float, str] | None] = queue.Queue()
     latencies, service, errors, dropped = [], [], [0], [0]
     lock = threading.Lock()
@@ -423,7 +521,8 @@ def print_results(out: dict[str, Any]) -> None:
     at_rate, health_rate = out["prior_contact_at_rate"], out["healthz_at_rate"]
     half = out["prior_contact_at_half"]
     print(
-        f"== prior-contact check, gunicorn -w {out['workers']} "
+        f"== prior-contact check, gunicorn -w {out['workers']}"
+        f"{'' if out.get('durable_checks', True) else ', durable_checks = false'} "
         f"({out['load_before']} -> {out['load_after']})\n"
         f"  /healthz saturated          {ceiling['requests_per_second']:>8,.0f} req/s "
         f"({ceiling['tool']})\n"
@@ -434,7 +533,8 @@ def print_results(out: dict[str, Any]) -> None:
         f"p95 {at_rate.get('p95_ms', 0):.1f} ms  p99 {at_rate.get('p99_ms', 0):.1f} ms "
         f"(targets {TARGET_P50_MS:.0f} / - / {TARGET_P99_MS:.0f} ms), achieved "
         f"{at_rate['achieved_rate']:.0f}/s, errors {at_rate['errors']}, "
-        f"dropped {at_rate['dropped']}\n"
+        f"dropped {at_rate['dropped']}, {at_rate['client']} client "
+        f"{at_rate['client_cpu_ms']:.2f} ms CPU per request\n"
         f"  prior-contact at {half['rate']:.0f}/s        p50 {half.get('p50_ms', 0):.1f} ms  "
         f"p95 {half.get('p95_ms', 0):.1f} ms  p99 {half.get('p99_ms', 0):.1f} ms "
         f"(half the saturated rate)\n"

@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import case, func, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -459,7 +459,7 @@ class QuickCheck:
 
 
 def quick_prior_contact_check(
-    session: Session,
+    session: Session | Connection,
     config: Config,
     organisation: str,
     consultant: str | None,
@@ -475,7 +475,8 @@ def quick_prior_contact_check(
     company was merged into another, when the organisation is not stored yet, or when the
     check would change the company's coordination: the rules are evaluated on what was read,
     as ``flagging.evaluate_companies`` would evaluate them right after storing the check. The
-    write is one statement on PostgreSQL, so the caller may run this without a transaction."""
+    write is one statement on PostgreSQL, so the caller may run this without a transaction.
+    ``session`` may be a Core ``Connection`` (cheaper per statement than a Session)."""
     today = local_today(config.schedule.timezone)
     at = utcnow()
     snapshot = read_snapshot(session, organisation, days, today, company_id=company_id, cvr=cvr)
@@ -489,7 +490,15 @@ def quick_prior_contact_check(
         return QuickCheck(found=True)
     company = snapshot.company
     entry = audit(company.id) if audit is not None else None
-    check_id = insert_check(session, company.id, snapshot.organisation[0], consultant, at, entry)
+    check_id = insert_check(
+        session,
+        company.id,
+        snapshot.organisation[0],
+        consultant,
+        at,
+        entry,
+        durable=config.durable_checks,
+    )
     answer = snapshot.answer(company, config, organisation, with_contacts, at)
     answer["check"] = {"id": check_id, "organisation": snapshot.organisation[1], "checked_at": at}
     return QuickCheck(found=True, answer=answer)

@@ -83,6 +83,11 @@ class Config:
     sources: tuple[SourceConfig, ...]
     path: Path | None = None
     retention: Retention = dataclasses.field(default_factory=Retention)
+    # [database] durable_checks: false lets the API's prior-contact check commit its check and
+    # audit entry without waiting for PostgreSQL's WAL flush (synchronous_commit = off for that
+    # statement only): a database crash may then lose the checks of its last fraction of a
+    # second. A decision for the product owner; durable by default.
+    durable_checks: bool = True
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -129,6 +134,9 @@ def parse_config(
     url = environ.get("COORDINATION_DATABASE_URL") or database.get("url") or DEFAULT_DATABASE_URL
     if not isinstance(url, str) or "://" not in url:
         raise ConfigError("database.url", f"not a database URL: {url!r}")
+    durable_checks = database.get("durable_checks", True)
+    if type(durable_checks) is not bool:
+        raise ConfigError("database.durable_checks", "must be true or false")
     rules = _dataclass_from(Rules, _table(raw, "rules"), "rules", minimum=0)
     if rules.flag_threshold < 1:
         raise ConfigError("rules.flag_threshold", "must be at least 1")
@@ -144,7 +152,7 @@ def parse_config(
             raise ConfigError(f"sources[{i}].name", f"duplicate source name {source.name!r}")
         seen.add(source.name)
     retention = _parse_retention(_table(raw, "retention"), {s.name for s in parsed})
-    return Config(url, rules, schedule, parsed, path, retention)
+    return Config(url, rules, schedule, parsed, path, retention, durable_checks)
 
 
 def _parse_retention(values: Mapping[str, Any], source_names: set[str]) -> Retention:

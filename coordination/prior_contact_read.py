@@ -10,7 +10,14 @@ statement is built once per dialect and reused with bound parameters, so SQLAlch
 cache (and psycopg's prepared statements) hit on every check.
 
 :func:`insert_check` stores the check and the audit entry in one statement on PostgreSQL (two
-data-modifying CTEs) and in two inserts on SQLite, where a statement costs no round trip.
+data-modifying CTEs) and in two inserts on SQLite, where a statement costs no round trip. With
+``durable=False`` (the configuration's ``[database] durable_checks = false``) that PostgreSQL
+statement also sets ``synchronous_commit`` to off for its own transaction only
+(``set_config(..., true)``), so its commit does not wait for the WAL flush; nothing else on the
+connection changes.
+
+Both functions take an ORM ``Session`` or a Core ``Connection`` (the API's fast path uses a
+Connection, which costs less per statement).
 
 The answer built from the snapshot is the one :func:`coordination.companies.prior_contact`
 builds with its separate queries; ``tests/api/test_prior_contact_read.py`` holds the two
@@ -26,6 +33,7 @@ from collections import namedtuple
 
 from sqlalchemy import (
     JSON,
+    Connection,
     Date,
     Integer,
     String,
@@ -253,7 +261,7 @@ class Snapshot:
 
 
 def read_snapshot(
-    session: Session,
+    session: Session | Connection,
     organisation: str,
     days: int,
     today: dt.date,
@@ -265,7 +273,7 @@ def read_snapshot(
     statement; None when there is no such company."""
     since = today - dt.timedelta(days=days)
     by = "id" if company_id is not None else "cvr"
-    statement = _snapshot_statement(session.get_bind().dialect.name, by)
+    statement = _snapshot_statement(dialect_name(session), by)
     row = session.execute(
         statement,
         {
@@ -313,6 +321,13 @@ def _rows(value, dates: tuple[str, ...] = (), moments: tuple[str, ...] = ()) -> 
                 moment = dt.datetime.fromisoformat(row[key])
                 row[key] = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     return rows
+
+
+def dialect_name(executor: Session | Connection) -> str:
+    """The database dialect's name ("postgresql", "sqlite") of a Session or a Connection."""
+    if isinstance(executor, Connection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
 
 
 _STATEMENTS: dict[tuple[str, str], object] = {}
@@ -520,29 +535,32 @@ def _build_snapshot_statement(dialect: str, by: str):
 
 # --- the write --------------------------------------------------------------------------------
 
-_WRITES: dict[str, object] = {}
+_WRITES: dict[bool, object] = {}
 
 
 def insert_check(
-    session: Session,
+    session: Session | Connection,
     company_id: int,
     organisation_id: int,
     consultant: str | None,
     at: dt.datetime,
     audit: dict | None,
+    durable: bool = True,
 ) -> int:
-    """Store the check (and ``audit``, an audit entry's column values); the check's id."""
+    """Store the check (and ``audit``, an audit entry's column values); the check's id.
+
+    ``durable=False`` lets the PostgreSQL statement of a check with its audit entry commit
+    without waiting for the WAL flush (module doc); SQLite and the other cases ignore it."""
     check = {
         "company_id": company_id,
         "organisation_id": organisation_id,
         "consultant": consultant,
         "checked_at": at,
     }
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql" and audit is not None:
+    if dialect_name(session) == "postgresql" and audit is not None:
         values = {f"audit_{name}": audit.get(name) for name in _AUDIT_FIELDS}
         values["audit_at"] = audit.get("at") or at
-        return session.execute(_combined_write(), check | values).scalar_one()
+        return session.execute(_combined_write(durable), check | values).scalar_one()
     check_id = session.execute(insert(_CHECK).values(**check).returning(_CHECK.c.id)).scalar_one()
     if audit is not None:
         session.execute(insert(_AUDIT).values(**({"at": at} | audit)))
@@ -552,8 +570,8 @@ def insert_check(
 _AUDIT_FIELDS = ("actor", "organisation", "role", "action", "target", "details")
 
 
-def _combined_write():
-    if "postgresql" not in _WRITES:
+def _combined_write(durable: bool):
+    if durable not in _WRITES:
         check = (
             insert(_CHECK)
             .values(
@@ -572,5 +590,10 @@ def _combined_write():
                 for name in _AUDIT_FIELDS
             },
         )
-        _WRITES["postgresql"] = select(check.c.id).add_cte(audit.cte("new_audit_entry"))
-    return _WRITES["postgresql"]
+        columns = [check.c.id]
+        if not durable:
+            # Local to the statement's own transaction (autocommit) or the caller's: the commit
+            # reads the setting, then it reverts.
+            columns.append(func.set_config(_key("synchronous_commit"), _key("off"), True))
+        _WRITES[durable] = select(*columns).add_cte(audit.cte("new_audit_entry"))
+    return _WRITES[durable]

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import current_app, g
 from marshmallow import Schema, fields, validate
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from coordination.db import session_scope
@@ -44,14 +45,26 @@ def unit_of_work(autocommit: bool = False) -> Iterator[Session]:
     ``autocommit`` (PostgreSQL only; SQLite keeps its transaction) runs each statement on its
     own, saving the BEGIN and COMMIT round trips: only for work whose writes are a single
     statement, such as the prior-contact check's fast path."""
+    with session_scope(_bind(autocommit)) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def connection_of_work(autocommit: bool = False) -> Iterator[Connection]:
+    """:func:`unit_of_work` as a Core ``Connection`` instead of an ORM ``Session``, for
+    statement-level work on the hot path (no ORM bookkeeping per statement)."""
+    with _bind(autocommit).begin() as connection:
+        yield connection
+
+
+def _bind(autocommit: bool) -> Engine:
     bind = engine()
     if autocommit and bind.dialect.name == "postgresql":
         extensions = current_app.extensions["coordination"]
         if "autocommit_engine" not in extensions:
             extensions["autocommit_engine"] = bind.execution_options(isolation_level="AUTOCOMMIT")
         bind = extensions["autocommit_engine"]
-    with session_scope(bind) as session:
-        yield session
+    return bind
 
 
 def caller() -> Caller:

@@ -31,6 +31,7 @@ from coordination.api.common import (
     audit_values,
     caller,
     config,
+    connection_of_work,
     fast_dumper,
     page_schema,
     unit_of_work,
@@ -219,6 +220,7 @@ class PriorContactSchema(Schema):
 
 # The check's answer, dumped as PriorContactSchema would, without marshmallow's per-field cost.
 _DUMP_PRIOR_CONTACT = fast_dumper(PriorContactSchema())
+_PRIOR_CONTACT_ARGS = PriorContactArgsSchema()
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -329,17 +331,17 @@ def _prior_contact(reference: Reference, days: int) -> dict:
         )
 
     kind, value = reference
-    with unit_of_work(autocommit=True) as session:
-        if kind == "id" and value > MAX_ID:
-            quick = QuickCheck(found=False)
-        else:
-            key = {"cvr": value} if kind == "cvr" else {"company_id": value}
-            quick = quick_prior_contact_check(session, *arguments, audited, **key)
-        if not quick.found:
+    if kind == "id" and value > MAX_ID:
+        quick = QuickCheck(found=False)
+    else:
+        key = {"cvr": value} if kind == "cvr" else {"company_id": value}
+        with connection_of_work(autocommit=True) as connection:
+            quick = quick_prior_contact_check(connection, *arguments, audited, **key)
+    if not quick.found:
+        with unit_of_work() as session:
             audit(
                 session, "companies.prior_contact", target, found=False, company_id=None, days=days
             )
-    if not quick.found:
         _not_found(reference)
     if quick.answer is not None:
         return quick.answer
@@ -424,7 +426,8 @@ def _company_views(prefix: str, path_parameter: dict, reference: Callable) -> No
 
     class PriorContactView(MethodView):
         @requires("visitor")
-        @blp.arguments(PriorContactArgsSchema, location="query")
+        # An instance, not the class: webargs would build a new schema for every check.
+        @blp.arguments(_PRIOR_CONTACT_ARGS, location="query")
         @blp.response(200, PriorContactSchema)
         @documented_errors(*errors)
         def get(self, args, **path):

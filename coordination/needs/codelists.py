@@ -259,7 +259,14 @@ def load_codelists(directory: Path | str | None = None) -> CodeLists:
     """Read and validate the code lists in ``directory`` (default: the shipped
     ``config/codelists``). Loaded once per directory and then shared; treat the result as
     read-only. Raises :class:`CodeListError` on a missing file or bad data."""
-    return _load_cached(Path(directory or DEFAULT_CODELISTS_DIR).resolve())
+    if not directory:
+        return _load_default()  # without resolving the path again: called once per need shown
+    return _load_cached(Path(directory).resolve())
+
+
+@functools.cache
+def _load_default() -> CodeLists:
+    return _load_cached(Path(DEFAULT_CODELISTS_DIR).resolve())
 
 
 @functools.cache

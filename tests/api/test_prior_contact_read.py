@@ -276,3 +276,66 @@ def test_a_check_of_a_merged_company_checks_the_company_it_was_merged_into(
     with session_scope(engine) as session:
         checked = session.execute(select(PriorContactCheck.company_id)).scalars().all()
     assert checked == [company]
+
+
+# --- durable_checks (opt-in: the check's commit without waiting for the WAL flush) ------------
+
+
+def test_durable_checks_defaults_to_true_and_is_read_from_the_database_table():
+    from connectors.base import load_registry
+    from coordination.config import ConfigError, parse_config
+
+    registry = load_registry()
+    assert parse_config({}, {}, registry).durable_checks is True
+    off = parse_config({"database": {"durable_checks": False}}, {}, registry)
+    assert off.durable_checks is False
+    with pytest.raises(ConfigError) as error:
+        parse_config({"database": {"durable_checks": "off"}}, {}, registry)
+    assert error.value.key == "database.durable_checks"
+
+
+def test_a_durable_check_never_touches_synchronous_commit(app, client, auth, busy_company):
+    headers = auth("visitor", VEU)
+    client.get(CHECK, headers=headers)
+    sent = statements_of(app.extensions["coordination"]["engine"])
+
+    assert client.get(CHECK, headers=headers).status_code == 200
+
+    assert sent and not any("synchronous_commit" in statement for statement in sent)
+
+
+def test_a_check_without_waiting_for_the_flush_is_stored_audited_and_answered_the_same(
+    service_config, client, auth, engine, busy_company
+):
+    import dataclasses
+
+    from sqlalchemy import text
+
+    from coordination import create_app
+
+    headers = auth("visitor", VEU)
+    durable = client.get(CHECK, headers=headers)
+    config = dataclasses.replace(service_config, durable_checks=False)
+    app = create_app({"COORDINATION": config})
+    app_engine = app.extensions["coordination"]["engine"]
+    sent = statements_of(app_engine)
+
+    quick = app.test_client().get(CHECK, headers=headers)
+
+    assert quick.status_code == 200
+    assert {k: v for k, v in quick.json.items() if k != "check"} == {
+        k: v for k, v in durable.json.items() if k != "check"
+    }
+    with session_scope(engine) as session:
+        latest = session.execute(select(func.max(PriorContactCheck.id))).scalar_one()
+        audited = session.execute(
+            select(AuditEntry.details).where(AuditEntry.action == "companies.prior_contact")
+        ).scalars()
+        assert len(list(audited)) == 2
+    assert quick.json["check"]["id"] == latest
+    if app_engine.dialect.name == "postgresql":
+        # Asynchronous for the check's own statement only: the connection is unchanged after it.
+        assert sum("set_config('synchronous_commit', 'off'" in s for s in sent) == 1
+        with app_engine.connect() as connection:
+            assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    app_engine.dispose()
