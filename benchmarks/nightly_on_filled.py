@@ -113,6 +113,7 @@ def run(
         out["sync"] = in_child(sync_step, setup, None)
         out["flags"] = in_child(flags_step, url, True)
         out["retention"] = in_child(retention_step, setup)
+    out["linked"] = in_child(linked_step, url, out["prepare"]["last_ids"])
     out["load_after"] = load_text()
     return out
 
@@ -184,7 +185,7 @@ def prepare_step(url: str) -> dict[str, Any]:
     from connectors.odata_crm import STATE_KEY as CRM_CURSOR
     from connectors.rest_json import STATE_KEY as VEU_CURSOR
     from coordination.db import make_engine, session_scope
-    from coordination.models import Approach, Company, Organisation, Source
+    from coordination.models import Approach, Company, Organisation, Source, SourceRecord
     from coordination.reports.facts import facts_built, refresh_report_facts
 
     engine = make_engine(url)
@@ -193,6 +194,10 @@ def prepare_step(url: str) -> dict[str, Any]:
         out["approaches"] = session.execute(select(func.count()).select_from(Approach)).scalar()
         out["companies"] = session.execute(select(func.count()).select_from(Company)).scalar()
         out["facts_built_before"] = facts_built(session)
+        out["last_ids"] = [
+            session.execute(select(func.max(table.id))).scalar() or 0
+            for table in (SourceRecord, Company)
+        ]
     started = time.perf_counter()
     with session_scope(engine) as session:
         if not facts_built(session):
@@ -227,6 +232,31 @@ def retention_step(setup: SyncSetup) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     engine.dispose()
     return {"seconds": seconds} | dataclasses.asdict(result)
+
+
+def linked_step(url: str, last_ids: list[int]) -> dict[str, Any]:
+    """Where the delta's records went: to companies that were in the database before, to new
+    ones, or to none (quarantined or unresolved)."""
+    from sqlalchemy import case, func, select
+
+    from coordination.db import make_engine, session_scope
+    from coordination.models import SourceRecord
+
+    last_record, last_company = last_ids
+    where = case(
+        (SourceRecord.company_id.is_(None), "none"),
+        (SourceRecord.company_id <= last_company, "known"),
+        else_="new",
+    )
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(where, func.count(), func.count(SourceRecord.company_id.distinct()))
+            .where(SourceRecord.id > last_record)
+            .group_by(where)
+        ).all()
+    engine.dispose()
+    return {name: {"records": records, "companies": companies} for name, records, companies in rows}
 
 
 def delta_step(
@@ -274,7 +304,7 @@ def delta_step(
     known = {key for key in known_keys if key in rewrite.targets}
     return {
         "records": len(rewritten),
-        "days": sorted({_day(item) for item in items} - {None}),  # type: ignore[operator]
+        "days": sorted({_day(item) for item in items} - {None}),
         "by_source": {s.name: s.nightly for s in files if s.nightly},
         "scenario_companies": len(keys),
         "known_companies": len(known),
@@ -541,6 +571,16 @@ def print_results(out: dict[str, Any]) -> None:
             f"the job's third step; with it {total + retention['seconds']:.1f} s",
         ),
     ]
+    linked = out["linked"]
+    lines.append(
+        "  the delta's records went to: "
+        + ", ".join(
+            f"{kind} companies {v['records']:,} records ({v['companies']:,} companies)"
+            if kind != "none"
+            else f"no company {v['records']:,}"
+            for kind, v in sorted(linked.items())
+        )
+    )
     if sync["failed"]:
         lines.append(f"  FAILED SOURCES: {sync['failed']}")
     print("\n".join(lines), flush=True)
