@@ -31,7 +31,8 @@ the template is in use; SQLite: a copy of the file; dropped afterwards):
     python benchmarks/bulk_fill.py postgresql+psycopg://postgres@127.0.0.1/bench2m
     python benchmarks/nightly_on_filled.py postgresql+psycopg://postgres@127.0.0.1/bench2m
 
-``--in-place`` uses the database itself instead of a copy (it is changed).
+``--in-place`` uses the database itself instead of a copy (it is changed). ``--profile DIR`` runs
+the sync under cProfile and prints its top functions (a profiled run's times are not figures).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from common import (
     sync_setup,
     write_deliveries,
 )
-from sync_throughput import TARGET_NIGHTLY_SECONDS, flags_step, sync_step
+from sync_throughput import TARGET_NIGHTLY_SECONDS, flags_step, print_profiles, sync_step
 
 ORGANISATION_KINDS = {"vaeksthus": "crm", "jobcenter": "jobcenter", "veu": "veu"}
 # The delta's scenario: ten times the delta over 30 days, so the delta spans the last few days.
@@ -80,21 +81,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-place", action="store_true", help="use the database, not a copy")
     parser.add_argument("--wait", type=float, default=900, help="seconds to retry the copy")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--profile", type=Path, help="run the sync under cProfile (its times are not figures)"
+    )
     args = parser.parse_args(argv)
     print(machine(), flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="coordination-nightly-") as workdir,
         copied_database(args.url, args.in_place, Path(workdir), args.wait) as url,
     ):
-        out = run(url, Path(workdir), args.delta, args.existing, args.companies, args.seed)
+        out = run(
+            url, Path(workdir), args.delta, args.existing, args.companies, args.seed, args.profile
+        )
     print_results(out)
+    if args.profile:
+        print_profiles({"nightly delta": str(args.profile / "nightly-sync.pstats")})
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
     return 0
 
 
 def run(
-    url: str, workdir: Path, delta: int, existing: float, companies: int, seed: int
+    url: str,
+    workdir: Path,
+    delta: int,
+    existing: float,
+    companies: int,
+    seed: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"url": url.rsplit("@", 1)[-1], "load_before": load_text()}
     out["prepare"] = in_child(prepare_step, url)
@@ -110,7 +124,10 @@ def run(
         fakes.reveal_nightly()
         drops.add_nightly()
         out["load_start"] = load_text()
-        out["sync"] = in_child(sync_step, setup, None)
+        if profile:
+            profile.mkdir(parents=True, exist_ok=True)
+        pstats = str(profile / "nightly-sync.pstats") if profile else None
+        out["sync"] = in_child(sync_step, setup, pstats)
         out["flags"] = in_child(flags_step, url, True)
         out["retention"] = in_child(retention_step, setup)
     out["linked"] = in_child(linked_step, url, out["prepare"]["last_ids"])
