@@ -274,7 +274,8 @@ def linked_step(url: str, last_ids: list[int]) -> dict[str, Any]:
             .group_by(where)
         ).all()
     engine.dispose()
-    return {name: {"records": records, "companies": companies} for name, records, companies in rows}
+    went = {name: {"records": records, "companies": companies} for name, records, companies in rows}
+    return {"went": went}
 
 
 def without_margin_step(url: str) -> dict[str, Any]:
@@ -622,7 +623,7 @@ def print_results(out: dict[str, Any]) -> None:
             f"the job's third step; with it {total + retention['seconds']:.1f} s",
         ),
     ]
-    linked = out["linked"]
+    linked = out["linked"]["went"]
     lines.append(
         "  the delta's records went to: "
         + ", ".join(
