@@ -437,14 +437,17 @@ def known_companies(session, count: int, pick: random.Random) -> list[Target]:
         if len(chosen) >= count or low is None:
             break
         ids = [pick.randint(low, high) for _ in range(2 * (count - len(chosen)) + 10)]
-        rows = session.execute(
-            select(Approach.company_id)
-            .join(Company, Company.id == Approach.company_id)
-            .where(Approach.id.in_(ids), Company.cvr.is_not(None), Company.merged_into_id.is_(None))
-        ).scalars()
-        for company_id in rows:
-            if len(chosen) < count:
-                chosen.setdefault(company_id)
+        live = Company.cvr.is_not(None) & Company.merged_into_id.is_(None)
+        company_of = dict(
+            session.execute(
+                select(Approach.id, Approach.company_id)
+                .join(Company, Company.id == Approach.company_id)
+                .where(Approach.id.in_(ids), live)
+            ).all()
+        )
+        for approach_id in ids:  # in the order drawn: the same picks on every database
+            if approach_id in company_of and len(chosen) < count:
+                chosen.setdefault(company_of[approach_id])
     ids = list(chosen)
     unit = (
         select(func.min(ProductionUnit.p_number))
