@@ -380,6 +380,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
             f"{nightly['seconds']:.1f} s",
             f"{nightly['counts'].get('fetched', 0):,} fetched, incremental flags "
             f"{nightly['flag_seconds']:.2f} s for {nightly['flag_companies']:,} companies, "
+            f"company index {nightly['parts']['index']:.1f} s, rebuild "
+            f"{nightly['parts']['rebuild']:.1f} s, report facts {nightly['parts']['facts']:.1f} s, "
             f"peak {nightly['peak_rss_mb']:.0f} MB",
             f"target < {TARGET_NIGHTLY_SECONDS:.0f} s",
         ),
