@@ -260,7 +260,7 @@ def _records(session: Session, count: int, companies: int, today: dt.date) -> No
     )
     # Day and planned state from a multiplicative hash of n: plain residues of n repeat along
     # the n of one company (n = n0 + k * companies), which put all of a busy company's records on
-    # a few days, a fifth of the busy companies entirely on one planned day.
+    # a few days (a tenth of the busy companies entirely on one planned day).
     mixed = (cast(n, BigInteger) * 2_654_435_761) % 4_294_967_296
     planned = (mixed // 4096) % PLANNED_SHARE == 0
     days_back = mixed % HISTORY_DAYS
