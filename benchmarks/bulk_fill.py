@@ -258,14 +258,18 @@ def _records(session: Session, count: int, companies: int, today: dt.date) -> No
         (n % 10 == 0, 1 + (cast(n // 10, BigInteger) * 7919) % busy),
         else_=1 + (cast(n, BigInteger) * 7919) % companies,
     )
-    planned = n % PLANNED_SHARE == 0
-    past = literal(today) - cast((n * 13) % HISTORY_DAYS, Integer)
-    ahead = literal(today) + cast(n % 60, Integer)
+    # Day and planned state from a multiplicative hash of n: plain residues of n repeat along
+    # the n of one company (n = n0 + k * companies), which put all of a busy company's records on
+    # a few days (a tenth of the busy companies entirely on one planned day).
+    mixed = (cast(n, BigInteger) * 2_654_435_761) % 4_294_967_296
+    planned = (mixed // 4096) % PLANNED_SHARE == 0
+    days_back = mixed % HISTORY_DAYS
+    days_ahead = (mixed // 262_144) % 60
+    past = literal(today) - cast(days_back, Integer)
+    ahead = literal(today) + cast(days_ahead, Integer)
     if not _is_postgres(session):  # SQLite has no date arithmetic on ISO strings
-        past = func.date(
-            literal(today.isoformat()), "-" + cast((n * 13) % HISTORY_DAYS, String) + " days"
-        )
-        ahead = func.date(literal(today.isoformat()), "+" + cast(n % 60, String) + " days")
+        past = func.date(literal(today.isoformat()), "-" + cast(days_back, String) + " days")
+        ahead = func.date(literal(today.isoformat()), "+" + cast(days_ahead, String) + " days")
     session.execute(
         insert(SourceRecord).from_select(
             [

@@ -38,13 +38,14 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from coordination.demo.generator import (
     CSV_COLUMNS,
     CSV_DELTA_COLUMNS,
+    Delivered,
     Scenario,
     csv_file_names,
     deliveries,
@@ -128,9 +129,14 @@ def prepare(workload: Workload, log: Callable[[str], None] = print) -> Deliverie
             "generated_seconds": round(time.monotonic() - started, 1),
         }
         manifest.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    data = json.loads(manifest.read_text(encoding="utf-8"))
+    return read_deliveries(workload.folder)
+
+
+def read_deliveries(folder: Path) -> Deliveries:
+    """The deliveries written into ``folder``, as its ``manifest.json`` lists them."""
+    data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     return Deliveries(
-        folder=workload.folder,
+        folder=folder,
         sources=tuple(SourceFiles(**s) for s in data["sources"]),
         generated_seconds=data["generated_seconds"],
     )
@@ -160,14 +166,35 @@ class _JsonLines:
 
 def _generate(workload: Workload) -> list[SourceFiles]:
     scenario = workload.scenario()
-    kinds = {name: kind for name, _, kind in scenario.sources()}
+    municipality = {name: code for name, _, code in scenario.jobcentres}
+    sources = [
+        (name, organisation, kind, municipality.get(name))
+        for name, organisation, kind in scenario.sources()
+    ]
+    return write_deliveries(
+        workload.folder, scenario, sources, deliveries(scenario), workload.delta
+    )
+
+
+def write_deliveries(
+    folder: Path,
+    scenario: Scenario,
+    sources: list[tuple[str, str, str, str | None]],
+    items: Iterable[Delivered],
+    delta: int,
+) -> list[SourceFiles]:
+    """Write ``items`` (in delivery order) as the files of ``sources`` (``(name, organisation,
+    kind, municipality code)``; a source without items gets empty files) into ``folder``,
+    holding back the last ``delta`` items before the CRM's planned appointments as the nightly
+    delta. ``scenario`` names the jobcentres' CSV files and their encodings."""
+    kinds = {name: kind for name, _, kind, _ in sources}
     sinks = {
-        name: _JsonLines(workload.folder / f"{name}.jsonl", CHANGE_TIME_FIELD.get(kind))
+        name: _JsonLines(folder / f"{name}.jsonl", CHANGE_TIME_FIELD.get(kind))
         for name, kind in kinds.items()
     }
     planned_from = None
     position = 0
-    for item in deliveries(scenario):
+    for item in items:
         # The CRM's planned appointments close the stream; the nightly delta comes before them.
         if planned_from is None and item.truth.state == "planned":
             planned_from = position
@@ -175,23 +202,22 @@ def _generate(workload: Workload) -> list[SourceFiles]:
         sinks[item.source_name].add(position, document, item.payload)
         position += 1
     planned_from = position if planned_from is None else planned_from
-    nightly = range(max(0, planned_from - workload.delta), planned_from)
-    municipality = {name: code for name, _, code in scenario.jobcentres}
+    nightly = range(max(0, planned_from - delta), planned_from)
     out = []
-    for name, organisation, kind in scenario.sources():
+    for name, organisation, kind, municipality in sources:
         sink = sinks[name]
         sink.close()
         index = {"positions": sink.positions, "offsets": sink.offsets, "changed": sink.changed}
-        _save_index(workload.folder / f"{name}.idx", index, nightly)
+        _save_index(folder / f"{name}.idx", index, nightly)
         held_back = sum(1 for p in sink.positions if p in nightly)
         if kind == "jobcenter":
-            _write_csv_drops(workload.folder, scenario, name, nightly)
+            _write_csv_drops(folder, scenario, name, nightly)
         out.append(
             SourceFiles(
                 name=name,
                 organisation=organisation,
                 kind=kind,
-                municipality_code=municipality.get(name),
+                municipality_code=municipality,
                 initial=len(sink.positions) - held_back,
                 nightly=held_back,
             )

@@ -154,26 +154,33 @@ def print_profiles(paths: dict[str, str], limit: int = 35) -> None:
 
 
 def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
-    """One ``coordination sync`` run; the flag evaluation inside it is timed on its own."""
+    """One ``coordination sync`` run. The parts of it that are not per batch are timed on their
+    own (``parts``, seconds): loading the company index (``IdentityStage``), rebuilding the
+    touched companies' approaches, the flag evaluation and the report facts' refresh."""
     import coordination.sync as sync_module
     from coordination.db import make_engine
     from coordination.services import run_sync
 
     config = setup.config()
     engine = make_engine(config.database_url)
-    flags = {"seconds": 0.0, "companies": 0}
+    parts = {"index": 0.0, "rebuild": 0.0, "flags": 0.0, "facts": 0.0}
+    flag_companies = [0]
+    timed_parts = {
+        "IdentityStage": "index",
+        "rebuild_companies": "rebuild",
+        "evaluate_companies": "flags",
+        "refresh_report_facts": "facts",
+    }
+    for attribute, part in timed_parts.items():
+        setattr(sync_module, attribute, _timed(getattr(sync_module, attribute), parts, part))
     evaluate = sync_module.evaluate_companies
 
-    def timed_evaluation(session, company_ids, rules, today=None):
+    def counted_evaluation(session, company_ids, rules, today=None):
         ids = set(company_ids)
-        started = time.perf_counter()
-        try:
-            return evaluate(session, ids, rules, today)
-        finally:
-            flags["seconds"] += time.perf_counter() - started
-            flags["companies"] += len(ids)
+        flag_companies[0] += len(ids)
+        return evaluate(session, ids, rules, today)
 
-    sync_module.evaluate_companies = timed_evaluation
+    sync_module.evaluate_companies = counted_evaluation
     profiler = cProfile.Profile() if profile_path else None
     started = time.perf_counter()
     if profiler:
@@ -193,11 +200,25 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
         "records_per_second": totals.get("fetched", 0) / seconds if seconds else 0.0,
         "counts": totals,
         "flags_raised": result.flags_raised,
-        "flag_seconds": flags["seconds"],
-        "flag_companies": flags["companies"],
+        "flag_seconds": parts["flags"],
+        "flag_companies": flag_companies[0],
+        "parts": parts,
         "failed": {o.name: o.error for o in result.outcomes if o.status != "succeeded"},
         "source_seconds": {o.name: round(o.seconds, 2) for o in result.outcomes},
     }
+
+
+def _timed(function: Callable[..., Any], parts: dict[str, float], part: str) -> Callable[..., Any]:
+    """``function``, adding the seconds each call takes to ``parts[part]``."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            parts[part] += time.perf_counter() - started
+
+    return timed
 
 
 def flags_step(url: str, due_only: bool = False) -> dict[str, Any]:
@@ -359,6 +380,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
             f"{nightly['seconds']:.1f} s",
             f"{nightly['counts'].get('fetched', 0):,} fetched, incremental flags "
             f"{nightly['flag_seconds']:.2f} s for {nightly['flag_companies']:,} companies, "
+            f"company index {nightly['parts']['index']:.1f} s, rebuild "
+            f"{nightly['parts']['rebuild']:.1f} s, report facts {nightly['parts']['facts']:.1f} s, "
             f"peak {nightly['peak_rss_mb']:.0f} MB",
             f"target < {TARGET_NIGHTLY_SECONDS:.0f} s",
         ),
