@@ -112,8 +112,10 @@ def _rebuild_chunk(session: Session, ids: list[int], tolerance_days: int) -> Non
     connection = session.connection()
     wanted: dict[int, tuple[dict, list]] = {}
     for company_id, rows in _records_by_company(connection, ids).items():
-        for group in _groups(rows, tolerance_days):
-            wanted[min(r.id for r in group)] = (_approach_values(company_id, group), group)
+        groupable = {row.id: _groupable(row) for row in rows}
+        for group in _groups(rows, groupable, tolerance_days):
+            values = _approach_values(company_id, group, groupable)
+            wanted[min(r.id for r in group)] = (values, group)
     stored = _stored(connection, ids, list(wanted))
     stale = [row.id for key, row in stored.items() if key not in wanted]
     approach_of = _write_approaches(connection, wanted, stored)
@@ -144,10 +146,12 @@ def _stored(connection, ids: list[int], keys: list[int]) -> dict[int, object]:
     return stored
 
 
-def _groups(rows: list, tolerance_days: int) -> list[list]:
+def _groups(rows: list, groupable: dict, tolerance_days: int) -> list[list]:
+    if len(rows) == 1:
+        return [rows]
     by_id = {row.id: row for row in rows}
-    groupable = [_groupable(row) for row in rows]
-    return [[by_id[i] for i in group] for group in group_records(groupable, tolerance_days)]
+    grouped = group_records(list(groupable.values()), tolerance_days)
+    return [[by_id[i] for i in group] for group in grouped]
 
 
 def _groupable(row) -> GroupableRecord:
@@ -161,17 +165,23 @@ def _groupable(row) -> GroupableRecord:
     )
 
 
-def _approach_values(company_id: int, group: list) -> dict:
-    first = min(group, key=lambda r: (r.approach_date, r.id))
-    organisations = sorted({r.organisation for r in group})
-    consultants = sorted({r.consultant_name or r.consultant_email for r in group} - {None})
+def _approach_values(company_id: int, group: list, groupable: dict) -> dict:
+    if len(group) == 1:  # most approaches: one record
+        (first,) = group
+        consultant = first.consultant_name or first.consultant_email
+        organisations = [first.organisation]
+        consultants = [] if consultant is None else [consultant]
+    else:
+        first = min(group, key=lambda r: (r.approach_date, r.id))
+        organisations = sorted({r.organisation for r in group})
+        consultants = sorted({r.consultant_name or r.consultant_email for r in group} - {None})
     return {
         "company_id": company_id,
         "date": first.approach_date,
         "channel": first.channel,
         "purpose": first.purpose,
         "planned": all(r.status == "planned" for r in group),
-        "joint": is_joint([_groupable(r) for r in group]),
+        "joint": is_joint([groupable[r.id] for r in group]),
         "organisations": organisations,
         "consultants": consultants,
     }
