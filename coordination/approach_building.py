@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
+from coordination.copy_rows import insert_rows
 from coordination.models import (
     Approach,
     ApproachOrganisation,
@@ -46,6 +47,13 @@ _DERIVED = (
     "consultants",
 )
 
+
+def _ids(name: str = "ids"):
+    """An IN-list of integers rendered into the SQL text: thousands of bound parameters cost
+    the driver more than the statement itself (psycopg parses the query for them)."""
+    return bindparam(name, expanding=True, literal_execute=True)
+
+
 # Built once: the compiled-statement cache then skips building them per call.
 _RECORDS_OF = (
     select(
@@ -64,31 +72,23 @@ _RECORDS_OF = (
     .join(Source, Source.id == _RECORD.c.source_id)
     .join(Organisation, Organisation.id == Source.organisation_id)
     .where(
-        _RECORD.c.company_id.in_(bindparam("ids", expanding=True)),
+        _RECORD.c.company_id.in_(_ids()),
         _RECORD.c.status.in_(COUNTING_STATUSES),
     )
 )
 _STORED_COLUMNS = (_APPROACH.c.id, _APPROACH.c.group_key, *(_APPROACH.c[n] for n in _DERIVED))
-_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(
-    _APPROACH.c.company_id.in_(bindparam("ids", expanding=True))
-)
-_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(
-    _APPROACH.c.group_key.in_(bindparam("keys", expanding=True))
-)
+_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(_APPROACH.c.company_id.in_(_ids()))
+_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(_APPROACH.c.group_key.in_(_ids("keys")))
 _LINKS_OF = select(_LINKS.c.source_record_id, _LINKS.c.approach_id).where(
-    _LINKS.c.approach_id.in_(bindparam("ids", expanding=True))
+    _LINKS.c.approach_id.in_(_ids())
 )
 _ORGS_OF = select(_ORGS.c.approach_id, _ORGS.c.organisation_id).where(
-    _ORGS.c.approach_id.in_(bindparam("ids", expanding=True))
+    _ORGS.c.approach_id.in_(_ids())
 )
-_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(
-    _LINKS.c.source_record_id.in_(bindparam("ids", expanding=True))
-)
-_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(
-    _LINKS.c.approach_id.in_(bindparam("ids", expanding=True))
-)
-_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(bindparam("ids", expanding=True)))
-_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(bindparam("ids", expanding=True)))
+_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(_LINKS.c.source_record_id.in_(_ids()))
+_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(_LINKS.c.approach_id.in_(_ids()))
+_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(_ids()))
+_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(_ids()))
 _INSERT_APPROACHES = insert(_APPROACH).returning(
     _APPROACH.c.group_key, _APPROACH.c.id, sort_by_parameter_order=True
 )
@@ -234,8 +234,7 @@ def _write_links(connection, wanted: dict, approach_of: dict, stored_ids: list[i
     _delete_in_chunks(
         connection, _DELETE_LINKS_OF_RECORDS, gone + [lk["source_record_id"] for lk in links]
     )
-    if links:
-        connection.execute(insert(_LINKS), links)
+    insert_rows(connection, _LINKS, links)
     _delete_in_chunks(
         connection,
         _DELETE_ORGS_OF,
@@ -246,8 +245,7 @@ def _write_links(connection, wanted: dict, approach_of: dict, stored_ids: list[i
         for approach_id, organisations in orgs
         for oid in sorted(organisations)
     ]
-    if rows:
-        connection.execute(insert(_ORGS), rows)
+    insert_rows(connection, _ORGS, rows)
 
 
 def _delete_in_chunks(connection, statement, ids: list[int]) -> None:

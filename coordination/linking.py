@@ -34,6 +34,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
+from coordination.copy_rows import insert_rows
 from coordination.identity.contacts import contact_key
 from coordination.identity.normalise import (
     normalise_company_name,
@@ -90,6 +91,30 @@ def company_ref_of(row) -> CompanyRef:
 def record_key_of(row) -> str:
     """The key under which rejections of this stored record's company are kept."""
     return record_key(company_ref_of(row))
+
+
+# Statements built once, with their integer IN-lists rendered into the SQL text: thousands of
+# bound parameters cost the driver more than the statement itself (psycopg parses the query).
+_IDS = bindparam("ids", expanding=True, literal_execute=True)
+_MANUAL_LINKS_OF = select(_LINK.c.source_record_id, _LINK.c.company_id).where(
+    _LINK.c.source_record_id.in_(_IDS), _LINK.c.decided_by.is_not(None)
+)
+_RECORDS_TO_LINK = select(
+    *(
+        _RECORD.c[name]
+        for name in (
+            "id",
+            "cvr",
+            "cvr_raw",
+            "p_number",
+            "company_name",
+            "address",
+            "postcode",
+            "city",
+            "company_id",
+        )
+    )
+).where(_RECORD.c.id.in_(_IDS))
 
 
 class IdentityStage:
@@ -207,27 +232,10 @@ class IdentityStage:
     # -- steps ----------------------------------------------------------------------------------
 
     def _manual_links(self, session: Session, ids: list[int]) -> dict[int, int]:
-        query = select(_LINK.c.source_record_id, _LINK.c.company_id).where(
-            _LINK.c.source_record_id.in_(ids), _LINK.c.decided_by.is_not(None)
-        )
-        return dict(session.execute(query).all())
+        return dict(session.connection().execute(_MANUAL_LINKS_OF, {"ids": ids}).all())
 
     def _records(self, session: Session, ids: list[int]):
-        columns = [
-            _RECORD.c[name]
-            for name in [
-                "id",
-                "cvr",
-                "cvr_raw",
-                "p_number",
-                "company_name",
-                "address",
-                "postcode",
-                "city",
-                "company_id",
-            ]
-        ]
-        return session.execute(select(*columns).where(_RECORD.c.id.in_(ids))).all()
+        return session.connection().execute(_RECORDS_TO_LINK, {"ids": ids}).all()
 
     def _resolve(self, session: Session, row):
         ref = company_ref_of(row)
@@ -379,7 +387,7 @@ class IdentityStage:
 
     def _insert_new_companies(self, session: Session) -> None:
         if self._new:
-            session.connection().execute(insert(_COMPANY), list(self._new.values()))
+            insert_rows(session.connection(), _COMPANY, list(self._new.values()))
             self._new = {}
 
     def _write_links(self, session: Session, links: list[dict]) -> None:
@@ -388,7 +396,7 @@ class IdentityStage:
         ids = [lk["source_record_id"] for lk in links]
         connection = session.connection()
         connection.execute(_DELETE_LINKS_OF_RECORDS, {"ids": ids})
-        connection.execute(insert(_LINK), links)
+        insert_rows(connection, _LINK, links)
         # The records follow their new links in one statement, not one per record.
         connection.execute(_RECORDS_FOLLOW_LINKS, {"ids": ids})
 
@@ -411,7 +419,9 @@ class IdentityStage:
                 },
             )
         query = select(table.c.company_id, table.c.candidate_company_id).where(
-            table.c.company_id.in_(sorted({company_id for company_id, _ in wanted}))
+            table.c.company_id.in_(
+                bindparam("ids", sorted({cid for cid, _ in wanted}), literal_execute=True)
+            )
         )
         known = {tuple(row) for row in session.execute(query)}
         fresh = [row for pair, row in wanted.items() if pair not in known]
@@ -448,11 +458,11 @@ class IdentityStage:
 
 
 _DELETE_LINKS_OF_RECORDS = delete(_LINK).where(
-    _LINK.c.source_record_id.in_(bindparam("ids", expanding=True))
+    _LINK.c.source_record_id.in_(bindparam("ids", expanding=True, literal_execute=True))
 )
 _RECORDS_FOLLOW_LINKS = (
     update(_RECORD)
-    .where(_RECORD.c.id.in_(bindparam("ids", expanding=True)))
+    .where(_RECORD.c.id.in_(bindparam("ids", expanding=True, literal_execute=True)))
     .values(
         company_id=select(_LINK.c.company_id)
         .where(_LINK.c.source_record_id == _RECORD.c.id)
@@ -631,11 +641,11 @@ _REFRESH_COLUMNS = (
     ),
 )
 _RECORDS_OF_COMPANIES = select(*_REFRESH_COLUMNS).where(
-    _RECORD.c.company_id.in_(bindparam("ids", expanding=True))
+    _RECORD.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True))
 )
 _DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
 _DISPLAY_OF_COMPANIES = select(_COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED)).where(
-    _COMPANY.c.id.in_(bindparam("ids", expanding=True))
+    _COMPANY.c.id.in_(bindparam("ids", expanding=True, literal_execute=True))
 )
 _UPDATE_DISPLAY = (
     update(_COMPANY)
@@ -643,7 +653,7 @@ _UPDATE_DISPLAY = (
     .values({name: bindparam(f"b_{name}") for name in _DISPLAYED})
 )
 _PERSONS_OF_COMPANIES = select(_PERSON).where(
-    _PERSON.c.company_id.in_(bindparam("ids", expanding=True))
+    _PERSON.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True))
 )
 _PERSON_FIELDS = ("name", "email", "phone", "last_seen_on")
 _UPDATE_PERSON = (
@@ -731,7 +741,7 @@ def _refresh_contacts(connection, ids: list[int], by_company: dict[int, list]) -
             entry["last_seen_on"] = row.approach_date
     fresh = [dict(v) for k, v in merged.items() if k not in existing]
     if fresh:
-        connection.execute(insert(_PERSON), fresh)
+        insert_rows(connection, _PERSON, fresh)
     changed = [
         {f"b_{k}": v for k, v in entry.items()}
         for k, entry in merged.items()

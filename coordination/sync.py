@@ -53,7 +53,7 @@ REBUILD_AFTER = 50_000
 _DIRTY = DirtyCompany.__table__
 _REBUILT = (
     update(_DIRTY)
-    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True)))
+    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True)))
     .values(rebuilt=True)
 )
 _EVALUATED = delete(_DIRTY).where(_DIRTY.c.rebuilt.is_(True))
