@@ -89,8 +89,8 @@ _DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(_LINKS.c.source_record_id.in_(_i
 _DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(_LINKS.c.approach_id.in_(_ids()))
 _DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(_ids()))
 _DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(_ids()))
-_INSERT_APPROACHES = insert(_APPROACH).returning(
-    _APPROACH.c.group_key, _APPROACH.c.id, sort_by_parameter_order=True
+_IDS_BY_KEYS = select(_APPROACH.c.group_key, _APPROACH.c.id).where(
+    _APPROACH.c.group_key.in_(_ids("keys"))
 )
 _NEXT_APPROACH_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('approach', 'id')) FROM generate_series(1, :n)"
@@ -207,7 +207,13 @@ def _write_approaches(connection, wanted: dict, stored: dict) -> dict[int, int]:
             approach_of[row["group_key"]] = approach_id
         insert_rows(connection, _APPROACH, fresh)
     elif fresh:
-        approach_of.update(connection.execute(_INSERT_APPROACHES, fresh).all())
+        # INSERT ... RETURNING in parameter order runs one statement per row on SQLite; the
+        # group keys are unique, so the ids are read back by them instead.
+        connection.execute(insert(_APPROACH), fresh)
+        keys = [row["group_key"] for row in fresh]
+        for start in range(0, len(keys), CHUNK):
+            part = {"keys": keys[start : start + CHUNK]}
+            approach_of.update(connection.execute(_IDS_BY_KEYS, part).all())
     changed = [
         {"b_id": stored[key].id, **{f"b_{k}": v for k, v in values.items()}}
         for key, (values, _) in wanted.items()
