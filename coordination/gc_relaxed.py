@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-THRESHOLDS = (20_000, 20, 100)  # the interpreter's default: (700, 10, 10)
+THRESHOLDS = (20_000, 20, 10)  # the interpreter's default: (700, 10, 10)
 
 _lock = threading.Lock()
 _running = 0
