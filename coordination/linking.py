@@ -755,7 +755,7 @@ def _person_differs(row, entry: dict) -> bool:
     return any(getattr(row, name) != entry[name] for name in _PERSON_FIELDS)
 
 
-@functools.lru_cache(maxsize=65536)  # one person recurs on many records and in many refreshes
+@functools.lru_cache(maxsize=8192)  # one person recurs on many records (about 5 MB when full)
 def _person_keys(
     name: str | None, email: str | None, phone: str | None
 ) -> tuple[str | None, str | None, str | None]:

@@ -118,8 +118,8 @@ def normalise_company_name(name: str | None) -> str:
 
 
 # The sync asks for a company's key whenever its display name is derived again, and the resolver
-# for every record: most spellings recur.
-@functools.lru_cache(maxsize=65536)
+# for every record: most spellings recur. About 5 MB when full.
+@functools.lru_cache(maxsize=16384)
 def _company_key(name: str) -> str:
     text = fold_letters(name)
     text = _PUNCTUATED_LEGAL_FORM.sub(" ", text)
