@@ -5,7 +5,8 @@ For each database (a fresh one per run) it measures, each step in a fresh proces
 1. **full sync**: every source of the workload (less the nightly delta) end to end through the
    real connectors (OData CRM and VEU API served by local fakes from files, jobcentre CSV drops),
    as ``coordination sync`` runs it: records/s over the whole run (flag evaluation of the
-   touched companies included) and the process's peak resident memory;
+   touched companies included), the sync process's CPU time per record (the database server's
+   not counted) and its peak resident memory;
 2. **nightly delta**: the held-back records (default 5,000) on top, as the next night's run;
 3. **flag re-evaluation**: the nightly job's ``flags`` step as it runs (the companies due since
    a successful nightly run the day before), all companies, and the incremental evaluation of
@@ -182,7 +183,7 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
 
     sync_module.evaluate_companies = counted_evaluation
     profiler = cProfile.Profile() if profile_path else None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
     result = run_sync(config, trigger="cli", engine=engine)
@@ -190,6 +191,7 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
         profiler.disable()
         profiler.dump_stats(profile_path)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     engine.dispose()
     totals: dict[str, int] = {}
     for outcome in result.outcomes:
@@ -198,6 +200,10 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "records_per_second": totals.get("fetched", 0) / seconds if seconds else 0.0,
+        "cpu_seconds": cpu_seconds,
+        "cpu_ms_per_record": 1000 * cpu_seconds / totals["fetched"]
+        if totals.get("fetched")
+        else 0.0,
         "counts": totals,
         "flags_raised": result.flags_raised,
         "flag_seconds": parts["flags"],
@@ -363,7 +369,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
         _line(
             "full sync",
             f"{full['records_per_second']:,.0f} records/s",
-            f"{full['seconds']:.1f} s, peak {full['peak_rss_mb']:.0f} MB, flags "
+            f"{full['seconds']:.1f} s, CPU {full['cpu_ms_per_record']:.2f} ms/record, "
+            f"peak {full['peak_rss_mb']:.0f} MB, flags "
             f"{full['flag_seconds']:.1f} s for {full['flag_companies']:,} companies",
             f"target >= {target:,}/s",
         ),
@@ -378,7 +385,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
         _line(
             "nightly delta sync",
             f"{nightly['seconds']:.1f} s",
-            f"{nightly['counts'].get('fetched', 0):,} fetched, incremental flags "
+            f"{nightly['counts'].get('fetched', 0):,} fetched, CPU {nightly['cpu_seconds']:.1f} s, "
+            "incremental flags "
             f"{nightly['flag_seconds']:.2f} s for {nightly['flag_companies']:,} companies, "
             f"company index {nightly['parts']['index']:.1f} s, rebuild "
             f"{nightly['parts']['rebuild']:.1f} s, report facts {nightly['parts']['facts']:.1f} s, "

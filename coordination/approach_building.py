@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
+from coordination.copy_rows import insert_rows
 from coordination.models import (
     Approach,
     ApproachOrganisation,
@@ -46,6 +47,13 @@ _DERIVED = (
     "consultants",
 )
 
+
+def _ids(name: str = "ids"):
+    """An IN-list of integers rendered into the SQL text: thousands of bound parameters cost
+    the driver more than the statement itself (psycopg parses the query for them)."""
+    return bindparam(name, expanding=True, literal_execute=True)
+
+
 # Built once: the compiled-statement cache then skips building them per call.
 _RECORDS_OF = (
     select(
@@ -64,33 +72,28 @@ _RECORDS_OF = (
     .join(Source, Source.id == _RECORD.c.source_id)
     .join(Organisation, Organisation.id == Source.organisation_id)
     .where(
-        _RECORD.c.company_id.in_(bindparam("ids", expanding=True)),
+        _RECORD.c.company_id.in_(_ids()),
         _RECORD.c.status.in_(COUNTING_STATUSES),
     )
 )
 _STORED_COLUMNS = (_APPROACH.c.id, _APPROACH.c.group_key, *(_APPROACH.c[n] for n in _DERIVED))
-_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(
-    _APPROACH.c.company_id.in_(bindparam("ids", expanding=True))
-)
-_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(
-    _APPROACH.c.group_key.in_(bindparam("keys", expanding=True))
-)
+_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(_APPROACH.c.company_id.in_(_ids()))
+_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(_APPROACH.c.group_key.in_(_ids("keys")))
 _LINKS_OF = select(_LINKS.c.source_record_id, _LINKS.c.approach_id).where(
-    _LINKS.c.approach_id.in_(bindparam("ids", expanding=True))
+    _LINKS.c.approach_id.in_(_ids())
 )
 _ORGS_OF = select(_ORGS.c.approach_id, _ORGS.c.organisation_id).where(
-    _ORGS.c.approach_id.in_(bindparam("ids", expanding=True))
+    _ORGS.c.approach_id.in_(_ids())
 )
-_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(
-    _LINKS.c.source_record_id.in_(bindparam("ids", expanding=True))
+_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(_LINKS.c.source_record_id.in_(_ids()))
+_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(_LINKS.c.approach_id.in_(_ids()))
+_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(_ids()))
+_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(_ids()))
+_IDS_BY_KEYS = select(_APPROACH.c.group_key, _APPROACH.c.id).where(
+    _APPROACH.c.group_key.in_(_ids("keys"))
 )
-_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(
-    _LINKS.c.approach_id.in_(bindparam("ids", expanding=True))
-)
-_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(bindparam("ids", expanding=True)))
-_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(bindparam("ids", expanding=True)))
-_INSERT_APPROACHES = insert(_APPROACH).returning(
-    _APPROACH.c.group_key, _APPROACH.c.id, sort_by_parameter_order=True
+_NEXT_APPROACH_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('approach', 'id')) FROM generate_series(1, :n)"
 )
 _UPDATE_APPROACH = (
     update(_APPROACH)
@@ -112,8 +115,10 @@ def _rebuild_chunk(session: Session, ids: list[int], tolerance_days: int) -> Non
     connection = session.connection()
     wanted: dict[int, tuple[dict, list]] = {}
     for company_id, rows in _records_by_company(connection, ids).items():
-        for group in _groups(rows, tolerance_days):
-            wanted[min(r.id for r in group)] = (_approach_values(company_id, group), group)
+        groupable = {row.id: _groupable(row) for row in rows}
+        for group in _groups(rows, groupable, tolerance_days):
+            values = _approach_values(company_id, group, groupable)
+            wanted[min(r.id for r in group)] = (values, group)
     stored = _stored(connection, ids, list(wanted))
     stale = [row.id for key, row in stored.items() if key not in wanted]
     approach_of = _write_approaches(connection, wanted, stored)
@@ -144,10 +149,12 @@ def _stored(connection, ids: list[int], keys: list[int]) -> dict[int, object]:
     return stored
 
 
-def _groups(rows: list, tolerance_days: int) -> list[list]:
+def _groups(rows: list, groupable: dict, tolerance_days: int) -> list[list]:
+    if len(rows) == 1:
+        return [rows]
     by_id = {row.id: row for row in rows}
-    groupable = [_groupable(row) for row in rows]
-    return [[by_id[i] for i in group] for group in group_records(groupable, tolerance_days)]
+    grouped = group_records(list(groupable.values()), tolerance_days)
+    return [[by_id[i] for i in group] for group in grouped]
 
 
 def _groupable(row) -> GroupableRecord:
@@ -161,17 +168,23 @@ def _groupable(row) -> GroupableRecord:
     )
 
 
-def _approach_values(company_id: int, group: list) -> dict:
-    first = min(group, key=lambda r: (r.approach_date, r.id))
-    organisations = sorted({r.organisation for r in group})
-    consultants = sorted({r.consultant_name or r.consultant_email for r in group} - {None})
+def _approach_values(company_id: int, group: list, groupable: dict) -> dict:
+    if len(group) == 1:  # most approaches: one record
+        (first,) = group
+        consultant = first.consultant_name or first.consultant_email
+        organisations = [first.organisation]
+        consultants = [] if consultant is None else [consultant]
+    else:
+        first = min(group, key=lambda r: (r.approach_date, r.id))
+        organisations = sorted({r.organisation for r in group})
+        consultants = sorted({r.consultant_name or r.consultant_email for r in group} - {None})
     return {
         "company_id": company_id,
         "date": first.approach_date,
         "channel": first.channel,
         "purpose": first.purpose,
         "planned": all(r.status == "planned" for r in group),
-        "joint": is_joint([_groupable(r) for r in group]),
+        "joint": is_joint([groupable[r.id] for r in group]),
         "organisations": organisations,
         "consultants": consultants,
     }
@@ -185,8 +198,22 @@ def _write_approaches(connection, wanted: dict, stored: dict) -> dict[int, int]:
         for key, (values, _) in wanted.items()
         if key not in stored
     ]
-    if fresh:
-        approach_of.update(connection.execute(_INSERT_APPROACHES, fresh).all())
+    if fresh and connection.dialect.name == "postgresql":
+        # Ids from the sequence first, then the rows by COPY (no INSERT ... RETURNING of
+        # thousands of rows, which costs psycopg more than the database).
+        ids = connection.execute(_NEXT_APPROACH_IDS, {"n": len(fresh)}).scalars().all()
+        for row, approach_id in zip(fresh, ids, strict=True):
+            row["id"] = approach_id
+            approach_of[row["group_key"]] = approach_id
+        insert_rows(connection, _APPROACH, fresh)
+    elif fresh:
+        # INSERT ... RETURNING in parameter order runs one statement per row on SQLite; the
+        # group keys are unique, so the ids are read back by them instead.
+        connection.execute(insert(_APPROACH), fresh)
+        keys = [row["group_key"] for row in fresh]
+        for start in range(0, len(keys), CHUNK):
+            part = {"keys": keys[start : start + CHUNK]}
+            approach_of.update(connection.execute(_IDS_BY_KEYS, part).all())
     changed = [
         {"b_id": stored[key].id, **{f"b_{k}": v for k, v in values.items()}}
         for key, (values, _) in wanted.items()
@@ -224,8 +251,7 @@ def _write_links(connection, wanted: dict, approach_of: dict, stored_ids: list[i
     _delete_in_chunks(
         connection, _DELETE_LINKS_OF_RECORDS, gone + [lk["source_record_id"] for lk in links]
     )
-    if links:
-        connection.execute(insert(_LINKS), links)
+    insert_rows(connection, _LINKS, links)
     _delete_in_chunks(
         connection,
         _DELETE_ORGS_OF,
@@ -236,8 +262,7 @@ def _write_links(connection, wanted: dict, approach_of: dict, stored_ids: list[i
         for approach_id, organisations in orgs
         for oid in sorted(organisations)
     ]
-    if rows:
-        connection.execute(insert(_ORGS), rows)
+    insert_rows(connection, _ORGS, rows)
 
 
 def _delete_in_chunks(connection, statement, ids: list[int]) -> None:

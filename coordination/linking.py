@@ -34,6 +34,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
+from coordination.copy_rows import insert_rows
 from coordination.identity.contacts import contact_key
 from coordination.identity.normalise import (
     normalise_company_name,
@@ -43,7 +44,7 @@ from coordination.identity.normalise import (
     valid_cvr,
 )
 from coordination.identity.resolver import CompanyIndex, KnownCompany, Resolution, record_key
-from coordination.identity.survivorship import CompanyFacts, choose_display
+from coordination.identity.survivorship import display_fields
 from coordination.models import (
     Company,
     CompanyLink,
@@ -90,6 +91,30 @@ def company_ref_of(row) -> CompanyRef:
 def record_key_of(row) -> str:
     """The key under which rejections of this stored record's company are kept."""
     return record_key(company_ref_of(row))
+
+
+# Statements built once, with their integer IN-lists rendered into the SQL text: thousands of
+# bound parameters cost the driver more than the statement itself (psycopg parses the query).
+_IDS = bindparam("ids", expanding=True, literal_execute=True)
+_MANUAL_LINKS_OF = select(_LINK.c.source_record_id, _LINK.c.company_id).where(
+    _LINK.c.source_record_id.in_(_IDS), _LINK.c.decided_by.is_not(None)
+)
+_RECORDS_TO_LINK = select(
+    *(
+        _RECORD.c[name]
+        for name in (
+            "id",
+            "cvr",
+            "cvr_raw",
+            "p_number",
+            "company_name",
+            "address",
+            "postcode",
+            "city",
+            "company_id",
+        )
+    )
+).where(_RECORD.c.id.in_(_IDS))
 
 
 class IdentityStage:
@@ -207,27 +232,10 @@ class IdentityStage:
     # -- steps ----------------------------------------------------------------------------------
 
     def _manual_links(self, session: Session, ids: list[int]) -> dict[int, int]:
-        query = select(_LINK.c.source_record_id, _LINK.c.company_id).where(
-            _LINK.c.source_record_id.in_(ids), _LINK.c.decided_by.is_not(None)
-        )
-        return dict(session.execute(query).all())
+        return dict(session.connection().execute(_MANUAL_LINKS_OF, {"ids": ids}).all())
 
     def _records(self, session: Session, ids: list[int]):
-        columns = [
-            _RECORD.c[name]
-            for name in [
-                "id",
-                "cvr",
-                "cvr_raw",
-                "p_number",
-                "company_name",
-                "address",
-                "postcode",
-                "city",
-                "company_id",
-            ]
-        ]
-        return session.execute(select(*columns).where(_RECORD.c.id.in_(ids))).all()
+        return session.connection().execute(_RECORDS_TO_LINK, {"ids": ids}).all()
 
     def _resolve(self, session: Session, row):
         ref = company_ref_of(row)
@@ -379,21 +387,18 @@ class IdentityStage:
 
     def _insert_new_companies(self, session: Session) -> None:
         if self._new:
-            session.connection().execute(insert(_COMPANY), list(self._new.values()))
+            insert_rows(session.connection(), _COMPANY, list(self._new.values()))
             self._new = {}
 
     def _write_links(self, session: Session, links: list[dict]) -> None:
         if not links:
             return
         ids = [lk["source_record_id"] for lk in links]
-        session.execute(delete(_LINK).where(_LINK.c.source_record_id.in_(ids)))
-        session.execute(insert(_LINK), links)
-        session.connection().execute(
-            update(_RECORD)
-            .where(_RECORD.c.id == bindparam("b_id"))
-            .values(company_id=bindparam("b_company")),
-            [{"b_id": lk["source_record_id"], "b_company": lk["company_id"]} for lk in links],
-        )
+        connection = session.connection()
+        connection.execute(_DELETE_LINKS_OF_RECORDS, {"ids": ids})
+        insert_rows(connection, _LINK, links)
+        # The records follow their new links in one statement, not one per record.
+        connection.execute(_RECORDS_FOLLOW_LINKS, {"ids": ids})
 
     def _write_proposals(self, session: Session, proposals) -> None:
         """One proposal per pair of companies, whatever its status: the first one stays."""
@@ -414,7 +419,9 @@ class IdentityStage:
                 },
             )
         query = select(table.c.company_id, table.c.candidate_company_id).where(
-            table.c.company_id.in_(sorted({company_id for company_id, _ in wanted}))
+            table.c.company_id.in_(
+                bindparam("ids", sorted({cid for cid, _ in wanted}), literal_execute=True)
+            )
         )
         known = {tuple(row) for row in session.execute(query)}
         fresh = [row for pair, row in wanted.items() if pair not in known]
@@ -448,6 +455,20 @@ class IdentityStage:
         ]
         if fresh:
             session.execute(insert(table), fresh)
+
+
+_DELETE_LINKS_OF_RECORDS = delete(_LINK).where(
+    _LINK.c.source_record_id.in_(bindparam("ids", expanding=True, literal_execute=True))
+)
+_RECORDS_FOLLOW_LINKS = (
+    update(_RECORD)
+    .where(_RECORD.c.id.in_(bindparam("ids", expanding=True, literal_execute=True)))
+    .values(
+        company_id=select(_LINK.c.company_id)
+        .where(_LINK.c.source_record_id == _RECORD.c.id)
+        .scalar_subquery()
+    )
+)
 
 
 class _CompanyIds:
@@ -600,63 +621,89 @@ class _Union(AbstractSet):
         return sum(1 for _ in self)
 
 
+# What :func:`refresh_companies` reads of each record: the survivorship facts, labelled as
+# ``CompanyFacts`` names them, and the contact person's fields as text. The database extracts
+# those from the payload, so the raw item (most of the payload) is neither sent nor decoded.
+_REFRESH_COLUMNS = (
+    _RECORD.c.id.label("record_id"),
+    _RECORD.c.company_id,
+    _RECORD.c.cvr,
+    _RECORD.c.company_name.label("name"),
+    _RECORD.c.p_number,
+    _RECORD.c.address,
+    _RECORD.c.postcode,
+    _RECORD.c.city,
+    _RECORD.c.approach_date,
+    _RECORD.c.modified_at,
+    *(
+        _RECORD.c.payload[("contact_person", field)].as_string().label(f"person_{field}")
+        for field in ("name", "email", "phone")
+    ),
+)
+_RECORDS_OF_COMPANIES = select(*_REFRESH_COLUMNS).where(
+    _RECORD.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True))
+)
+_DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
+_DISPLAY_OF_COMPANIES = select(_COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED)).where(
+    _COMPANY.c.id.in_(bindparam("ids", expanding=True, literal_execute=True))
+)
+_UPDATE_DISPLAY = (
+    update(_COMPANY)
+    .where(_COMPANY.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _DISPLAYED})
+)
+_PERSONS_OF_COMPANIES = select(_PERSON).where(
+    _PERSON.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True))
+)
+_PERSON_FIELDS = ("name", "email", "phone", "last_seen_on")
+_UPDATE_PERSON = (
+    update(_PERSON)
+    .where(
+        _PERSON.c.company_id == bindparam("b_company_id"),
+        _PERSON.c.person_key == bindparam("b_person_key"),
+    )
+    .values({name: bindparam(f"b_{name}") for name in _PERSON_FIELDS})
+)
+
+
 def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
-    """Re-derive display fields and contact persons of ``company_ids`` from their records."""
+    """Re-derive display fields and contact persons of ``company_ids`` from their records.
+    Only what differs from the stored values is written."""
     ids = sorted(set(company_ids))
     if not ids:
         return
-    columns = [
-        _RECORD.c[name]
-        for name in [
-            "id",
-            "company_id",
-            "cvr",
-            "company_name",
-            "address",
-            "postcode",
-            "city",
-            "approach_date",
-            "modified_at",
-        ]
-    ]
-    # Only the contact person of the payload: the database extracts it, so the raw item (most
-    # of the payload) is neither sent nor decoded.
-    columns.append(_RECORD.c.payload["contact_person"].label("contact_person"))
+    session.flush()  # the statements below bypass the session: it must not hold back changes
+    connection = session.connection()
     by_company: dict[int, list] = defaultdict(list)
-    for row in session.execute(select(*columns).where(_RECORD.c.company_id.in_(ids))):
+    for row in connection.execute(_RECORDS_OF_COMPANIES, {"ids": ids}):
         by_company[row.company_id].append(row)
+    stored = {
+        row.id: tuple(row)[1:]
+        for row in connection.execute(_DISPLAY_OF_COMPANIES, {"ids": list(by_company)})
+    }
     updates = []
     for company_id in ids:
         rows = by_company.get(company_id)
         if not rows:
             continue
-        display = choose_display([_facts(row) for row in rows])
-        updates.append(
-            {
-                "b_id": company_id,
-                "b_name": display.name or "(ukendt)",
-                "b_key": normalise_company_name(display.name or ""),
-                "b_address": display.address,
-                "b_postcode": display.postcode,
-                "b_city": display.city,
-                "b_mun": municipality_code(display.postcode),
-            }
+        _, display = display_fields(rows)
+        name = display["name"]
+        values = (
+            name or "(ukendt)",
+            normalise_company_name(name or ""),
+            display["address"],
+            display["postcode"],
+            display["city"],
+            municipality_code(display["postcode"]),
         )
+        if stored.get(company_id) != values:
+            updates.append({"b_id": company_id} | dict(zip(_B_DISPLAYED, values, strict=True)))
     if updates:
-        session.connection().execute(
-            update(_COMPANY)
-            .where(_COMPANY.c.id == bindparam("b_id"))
-            .values(
-                name=bindparam("b_name"),
-                name_key=bindparam("b_key"),
-                address=bindparam("b_address"),
-                postcode=bindparam("b_postcode"),
-                city=bindparam("b_city"),
-                municipality_code=bindparam("b_mun"),
-            ),
-            updates,
-        )
-    _refresh_contacts(session, ids, by_company)
+        connection.execute(_UPDATE_DISPLAY, updates)
+    _refresh_contacts(connection, ids, by_company)
+
+
+_B_DISPLAYED = tuple(f"b_{name}" for name in _DISPLAYED)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -667,39 +714,18 @@ def municipality_code(postcode: str | None) -> str | None:
     return municipality.code if municipality else None
 
 
-def _facts(row) -> CompanyFacts:
-    modified = row.modified_at
-    if modified is not None and modified.tzinfo is None:  # SQLite hands back naive UTC
-        modified = modified.replace(tzinfo=dt.UTC)
-    return CompanyFacts(
-        cvr=row.cvr,
-        name=row.company_name,
-        address=row.address,
-        postcode=row.postcode,
-        city=row.city,
-        approach_date=row.approach_date,
-        modified_at=modified,
-        record_id=row.id,  # the last tie-break, so the choice never depends on row order
-    )
-
-
-def _refresh_contacts(session: Session, ids: list[int], by_company: dict[int, list]) -> None:
-    table = ContactPerson.__table__
+def _refresh_contacts(connection, ids: list[int], by_company: dict[int, list]) -> None:
     existing = {
         (row.company_id, row.person_key): row
-        for row in session.execute(select(table).where(table.c.company_id.in_(ids)))
+        for row in connection.execute(_PERSONS_OF_COMPANIES, {"ids": ids})
     }
     merged: dict[tuple[int, str], dict] = {}
-    keys: dict[tuple, tuple] = {}  # one person recurs on many records: normalise each spelling once
     for company_id, rows in by_company.items():
-        for row in sorted(rows, key=lambda r: (r.approach_date, r.id)):
-            person = row.contact_person
-            if not person:
+        for row in sorted(rows, key=lambda r: (r.approach_date, r.record_id)):
+            spelled = (row.person_name, row.person_email, row.person_phone)
+            if spelled == (None, None, None):
                 continue
-            spelled = (person.get("name"), person.get("email"), person.get("phone"))
-            if spelled not in keys:
-                keys[spelled] = _person_keys(PersonRef(*spelled))
-            key, email, phone = keys[spelled]
+            key, email, phone = _person_keys(*spelled)
             if (
                 key is None
                 or (company_id, key) in existing
@@ -715,29 +741,23 @@ def _refresh_contacts(session: Session, ids: list[int], by_company: dict[int, li
             entry["last_seen_on"] = row.approach_date
     fresh = [dict(v) for k, v in merged.items() if k not in existing]
     if fresh:
-        session.execute(insert(table), fresh)
+        insert_rows(connection, _PERSON, fresh)
     changed = [
-        {f"b_{k}": v for k, v in entry.items() if k != "company_id"}
-        | {"b_company_id": entry["company_id"]}
+        {f"b_{k}": v for k, v in entry.items()}
         for k, entry in merged.items()
-        if k in existing
+        if k in existing and _person_differs(existing[k], entry)
     ]
     if changed:
-        session.connection().execute(
-            update(table)
-            .where(
-                table.c.company_id == bindparam("b_company_id"),
-                table.c.person_key == bindparam("b_person_key"),
-            )
-            .values(
-                name=bindparam("b_name"),
-                email=bindparam("b_email"),
-                phone=bindparam("b_phone"),
-                last_seen_on=bindparam("b_last_seen_on"),
-            ),
-            changed,
-        )
+        connection.execute(_UPDATE_PERSON, changed)
 
 
-def _person_keys(ref: PersonRef) -> tuple[str | None, str | None, str | None]:
-    return contact_key(ref), normalise_email(ref.email), normalise_phone(ref.phone)
+def _person_differs(row, entry: dict) -> bool:
+    return any(getattr(row, name) != entry[name] for name in _PERSON_FIELDS)
+
+
+@functools.lru_cache(maxsize=8192)  # one person recurs on many records (about 5 MB when full)
+def _person_keys(
+    name: str | None, email: str | None, phone: str | None
+) -> tuple[str | None, str | None, str | None]:
+    key = contact_key(PersonRef(name, email, phone))
+    return key, normalise_email(email), normalise_phone(phone)

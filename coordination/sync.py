@@ -29,6 +29,7 @@ from coordination.approach_building import rebuild_approaches
 from coordination.config import Config, ConfigError, SourceConfig
 from coordination.db import session_scope
 from coordination.flagging import evaluate_companies
+from coordination.gc_relaxed import relaxed_gc
 from coordination.identity.normalise import normalise_organisation_name
 from coordination.ingest import BatchCounts, NeedClassifier, store_batch
 from coordination.linking import IdentityStage, refresh_companies
@@ -53,7 +54,7 @@ REBUILD_AFTER = 50_000
 _DIRTY = DirtyCompany.__table__
 _REBUILT = (
     update(_DIRTY)
-    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True)))
+    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True)))
     .values(rebuilt=True)
 )
 _EVALUATED = delete(_DIRTY).where(_DIRTY.c.rebuilt.is_(True))
@@ -130,6 +131,7 @@ class SyncEngine:
         self.classifier = classifier or NeedClassifier()
         self.stop = stop or threading.Event()
 
+    @relaxed_gc
     def run(
         self,
         source_names: Sequence[str] | None = None,

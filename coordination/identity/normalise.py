@@ -42,6 +42,7 @@ _APOSTROPHES = re.compile(r"['’`´]")
 _NOT_WORD = re.compile(r"[\W_]+")
 _NOT_DIGIT = re.compile(r"\D+")
 _CVR_NOISE = re.compile(r"[\s.\-]+")
+_WHITESPACE = re.compile(r"\s+")
 
 _MIN_PHONE_DIGITS = 8  # a Danish subscriber number; shorter strings identify nobody
 
@@ -93,7 +94,12 @@ def normalise_postcode(raw: str | None) -> str | None:
     """The postcode as a comparison key: ``" DK-8000 "`` → ``"8000"``; None when empty."""
     if raw is None:
         return None
-    compact = re.sub(r"\s+", "", str(raw)).upper().removeprefix("DK-").removeprefix("DK")
+    return _postcode_key(raw) if isinstance(raw, str) else _postcode_key(str(raw))
+
+
+@functools.lru_cache(maxsize=16384)  # a few thousand postcodes, asked for per stored record
+def _postcode_key(raw: str) -> str | None:
+    compact = _WHITESPACE.sub("", raw).upper().removeprefix("DK-").removeprefix("DK")
     return compact or None
 
 
@@ -108,6 +114,13 @@ def normalise_company_name(name: str | None) -> str:
     """
     if not name:
         return ""
+    return _company_key(name)
+
+
+# The sync asks for a company's key whenever its display name is derived again, and the resolver
+# for every record: most spellings recur. About 5 MB when full.
+@functools.lru_cache(maxsize=16384)
+def _company_key(name: str) -> str:
     text = fold_letters(name)
     text = _PUNCTUATED_LEGAL_FORM.sub(" ", text)
     text = text.replace("&", " og ")

@@ -21,7 +21,7 @@ import datetime as dt
 from connectors.base import SourceRecordData
 from coordination.identity.normalise import normalise_postcode, valid_cvr
 
-__all__ = ["CompanyFacts", "choose_display", "display_order"]
+__all__ = ["CompanyFacts", "choose_display", "display_fields", "display_order"]
 
 _OLDEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -58,15 +58,15 @@ class CompanyFacts:
 
 def display_order(records: list[CompanyFacts]) -> list[CompanyFacts]:
     """``records`` in survivorship order: valid CVR first, then newest first."""
+    return sorted(records, key=_newest_first, reverse=True)
 
-    def newest_first(facts: CompanyFacts) -> tuple:
-        modified = facts.modified_at or _OLDEST
-        if modified.tzinfo is None:  # tolerate naive times, read as UTC
-            modified = modified.replace(tzinfo=dt.UTC)
-        record_id = facts.record_id if facts.record_id is not None else -1
-        return (valid_cvr(facts.cvr) is not None, facts.approach_date, modified, record_id)
 
-    return sorted(records, key=newest_first, reverse=True)
+def _newest_first(facts) -> tuple:
+    modified = facts.modified_at or _OLDEST
+    if modified.tzinfo is None:  # tolerate naive times, read as UTC
+        modified = modified.replace(tzinfo=dt.UTC)
+    record_id = facts.record_id if facts.record_id is not None else -1
+    return (valid_cvr(facts.cvr) is not None, facts.approach_date, modified, record_id)
 
 
 def choose_display(records: list[CompanyFacts]) -> CompanyFacts:
@@ -75,25 +75,36 @@ def choose_display(records: list[CompanyFacts]) -> CompanyFacts:
     The result carries the winner's ``approach_date``, ``modified_at`` and ``record_id``.
     ValueError when ``records`` is empty.
     """
+    winner, fields = display_fields(records)
+    return dataclasses.replace(winner, **fields)
+
+
+def display_fields(records: list) -> tuple:
+    """The winner of ``records`` and the display fields chosen (``name``, ``cvr``,
+    ``p_number``, ``postcode``, ``address``, ``city``) as :func:`choose_display` chooses them.
+
+    ``records`` may be any objects with the attributes of :class:`CompanyFacts` (stored rows
+    labelled so, for instance), so a caller with many rows need not build a ``CompanyFacts``
+    of each. ValueError when ``records`` is empty.
+    """
     if not records:
         raise ValueError("a company needs at least one record to choose its display fields")
-    ordered = display_order(records)
+    ordered = sorted(records, key=_newest_first, reverse=True)
     winner = ordered[0]
     postcode = _first(ordered, "postcode")
     place = normalise_postcode(postcode)
     same_place = [f for f in ordered if normalise_postcode(f.postcode) in (None, place)]
-    return dataclasses.replace(
-        winner,
-        name=_first(ordered, "name"),
-        cvr=valid_cvr(winner.cvr),  # valid ones sort first: if the winner has none, nobody has
-        p_number=_first(ordered, "p_number"),
-        postcode=postcode,
-        address=_first(same_place, "address"),
-        city=_first(same_place, "city"),
-    )
+    return winner, {
+        "name": _first(ordered, "name"),
+        "cvr": valid_cvr(winner.cvr),  # valid ones sort first: if the winner has none, nobody has
+        "p_number": _first(ordered, "p_number"),
+        "postcode": postcode,
+        "address": _first(same_place, "address"),
+        "city": _first(same_place, "city"),
+    }
 
 
-def _first(ordered: list[CompanyFacts], field: str) -> str | None:
+def _first(ordered: list, field: str) -> str | None:
     """The first non-blank value of ``field`` in ``ordered``."""
     for facts in ordered:
         value = getattr(facts, field)

@@ -84,3 +84,40 @@ def test_contact_persons_are_merged_from_the_records_and_anonymised_ones_stay(en
         ("email:gemt@x.dk", None, None, None, None),
         ("phone:20304050", None, None, "20304050", dt.date(2025, 2, 5)),
     ]
+
+
+def test_a_second_refresh_of_unchanged_records_writes_nothing(engine):
+    from sqlalchemy import event
+
+    with session_scope(engine) as session:
+        organisation = Organisation(name="Jobcenter Aarhus", name_key="jobcenter aarhus", type="x")
+        session.add(organisation)
+        session.flush()
+        source = Source(name="s", kind="csv_drop", organisation_id=organisation.id)
+        company = Company(name="Holm Byg", name_key="holm byg")
+        session.add_all([source, company])
+        session.flush()
+        session.add_all(_records(source.id, company.id))
+        company_id = company.id
+    with session_scope(engine) as session:
+        refresh_companies(session, [company_id])
+    with Session(engine) as session:
+        before = session.execute(select(ContactPerson.person_key, ContactPerson.name)).all()
+        assert session.get(Company, company_id).name == "Holm Byg ApS"
+
+    writes: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with session_scope(engine) as session:
+            refresh_companies(session, [company_id])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert [w for w in writes if "company" in w.lower()] == []
+    with Session(engine) as session:
+        assert session.execute(select(ContactPerson.person_key, ContactPerson.name)).all() == before
