@@ -131,7 +131,6 @@ def run(
         out["flags"] = in_child(flags_step, url, True)
         out["retention"] = in_child(retention_step, setup)
     out["linked"] = in_child(linked_step, url, out["prepare"]["last_ids"])
-    out["flags_without_margin"] = in_child(without_margin_step, url)
     out["load_after"] = load_text()
     return out
 
@@ -276,32 +275,6 @@ def linked_step(url: str, last_ids: list[int]) -> dict[str, Any]:
     engine.dispose()
     went = {name: {"records": records, "companies": companies} for name, records, companies in rows}
     return {"went": went}
-
-
-def without_margin_step(url: str) -> dict[str, Any]:
-    """What the ``flags`` step would cost without the rules' window as a margin: only the
-    companies with an approach dated since yesterday (those that can have changed through time
-    alone), evaluated again (after the step, so the rules change nothing: an estimate)."""
-    from sqlalchemy import select
-
-    from coordination.config import Rules
-    from coordination.db import make_engine, session_scope
-    from coordination.flagging import evaluate_companies
-    from coordination.models import Approach
-    from coordination.timeutil import local_today
-
-    engine = make_engine(url)
-    today = local_today()
-    started = time.perf_counter()
-    with session_scope(engine) as session:
-        query = select(Approach.company_id).where(
-            Approach.date.between(today - dt.timedelta(days=1), today)
-        )
-        ids = list(session.execute(query.distinct()).scalars())
-        evaluate_companies(session, ids, Rules(), today)
-    seconds = time.perf_counter() - started
-    engine.dispose()
-    return {"seconds": seconds, "companies": len(ids)}
 
 
 def delta_step(
@@ -586,7 +559,6 @@ def print_results(out: dict[str, Any]) -> None:
     rest = sync["seconds"] - sum(parts.values())
     total = sync["seconds"] + flags["seconds"]
     counts = sync["counts"]
-    margin = out["flags_without_margin"]
     lines = [
         f"== nightly job on {out['url']} ({out['load_start']} -> {out['load_after']})",
         _line(
@@ -608,12 +580,6 @@ def print_results(out: dict[str, Any]) -> None:
             "flags step",
             f"{flags['seconds']:.1f} s",
             f"{flags['companies']:,} companies due, peak {flags['peak_rss_mb']:.0f} MB",
-        ),
-        _line(
-            "  without the margin",
-            f"{margin['seconds']:.1f} s",
-            f"estimate: only the {margin['companies']:,} companies with an approach dated since "
-            "yesterday (not the rules' window)",
         ),
         _line(
             "nightly job total",

@@ -242,7 +242,7 @@ def flags_step(url: str, due_only: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     with session_scope(engine) as session:
         if due_only:
-            ids = companies_due(session, Rules(), today, today - dt.timedelta(days=1))
+            ids = companies_due(session, today, today - dt.timedelta(days=1))
         else:
             ids = all_company_ids(session)
         raised = evaluate_companies(session, ids, Rules(), today)

@@ -99,9 +99,7 @@ def all_company_ids(session: Session) -> list[int]:
     return list(session.execute(select(_APPROACH.c.company_id).distinct()).scalars())
 
 
-def companies_due(
-    session: Session, rules: Rules, today: dt.date, since: dt.date | None
-) -> list[int]:
+def companies_due(session: Session, today: dt.date, since: dt.date | None) -> list[int]:
     """The companies whose evaluation can differ from the one stored when the rules were last
     applied to all companies due on ``since`` (None: never, so all companies).
 
@@ -109,12 +107,12 @@ def companies_due(
     today's date itself; today only decides which approaches count (those dated up to today).
     So between two nightly runs a company's evaluation changes through time alone when one of
     its approaches (a planned one, typically) has fallen due since ``since``; everything else
-    that changes it (a sync, a check, an identity decision) evaluates the company at once. The
-    rules' window before today is evaluated again as well, as a margin that costs little."""
+    that changes it (a sync, a check, an identity decision) evaluates the company at once.
+    ``since`` itself is included, a margin of one day. (The rules' whole window before today,
+    once taken as a margin too, made 130,000 of 300,000 companies due every night.)"""
     if since is None:
         return all_company_ids(session)
-    start = min(since, today - dt.timedelta(days=rules.window_days))
-    query = select(_APPROACH.c.company_id).where(_APPROACH.c.date.between(start, today))
+    query = select(_APPROACH.c.company_id).where(_APPROACH.c.date.between(since, today))
     return list(session.execute(query.distinct()).scalars())
 
 

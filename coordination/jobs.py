@@ -83,7 +83,7 @@ def reevaluate_all_flags(context: JobContext) -> str | None:
     today = local_today(timezone)
     with session_scope(context.engine) as session:
         since = last_success_day(session, NIGHTLY_SYNC_ID, timezone)
-        evaluate_companies(session, companies_due(session, rules, today, since), rules, today)
+        evaluate_companies(session, companies_due(session, today, since), rules, today)
     return None
 
 
