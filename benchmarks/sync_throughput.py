@@ -175,7 +175,7 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
 
     sync_module.evaluate_companies = timed_evaluation
     profiler = cProfile.Profile() if profile_path else None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
     result = run_sync(config, trigger="cli", engine=engine)
@@ -183,6 +183,7 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
         profiler.disable()
         profiler.dump_stats(profile_path)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     engine.dispose()
     totals: dict[str, int] = {}
     for outcome in result.outcomes:
@@ -191,6 +192,9 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "records_per_second": totals.get("fetched", 0) / seconds if seconds else 0.0,
+        # CPU time of the syncing process (the database server's is not in it), per record
+        "cpu_seconds": cpu_seconds,
+        "cpu_ms_per_record": 1000 * cpu_seconds / totals["fetched"] if totals.get("fetched") else 0,
         "counts": totals,
         "flags_raised": result.flags_raised,
         "flag_seconds": flags["seconds"],
@@ -342,7 +346,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
         _line(
             "full sync",
             f"{full['records_per_second']:,.0f} records/s",
-            f"{full['seconds']:.1f} s, peak {full['peak_rss_mb']:.0f} MB, flags "
+            f"{full['seconds']:.1f} s, CPU {full['cpu_ms_per_record']:.2f} ms/record, "
+            f"peak {full['peak_rss_mb']:.0f} MB, flags "
             f"{full['flag_seconds']:.1f} s for {full['flag_companies']:,} companies",
             f"target >= {target:,}/s",
         ),
