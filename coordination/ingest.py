@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, delete, insert, select, update
+from sqlalchemy import JSON, any_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 from stdnum.dk import cpr
 
@@ -357,7 +358,9 @@ def _existing(
     table = SourceRecord.__table__
     for chunk in _chunks(external_ids):
         query = select(table.c.external_id, table.c.id, table.c.content_hash, table.c.company_id)
-        query = query.where(table.c.source_id == source_id, table.c.external_id.in_(chunk))
+        query = query.where(
+            table.c.source_id == source_id, _among(session, table.c.external_id, chunk)
+        )
         for external_id, rid, digest, company_id in session.execute(query):
             found[external_id] = (rid, digest, company_id)
     return found
@@ -530,14 +533,16 @@ def _update_records(session: Session, rows: list[dict[str, Any]]) -> None:
 def _touch(session: Session, ids: list[int], now: dt.datetime) -> None:
     table = SourceRecord.__table__
     for chunk in _chunks(ids):
-        session.execute(update(table).where(table.c.id.in_(chunk)).values(last_seen_at=now))
+        session.execute(
+            update(table).where(_among(session, table.c.id, chunk)).values(last_seen_at=now)
+        )
 
 
 def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) -> None:
     table = Need.__table__
     ids = list(ids_by_external.values())
     for chunk in _chunks(ids):
-        session.execute(delete(table).where(table.c.source_record_id.in_(chunk)))
+        session.execute(delete(table).where(_among(session, table.c.source_record_id, chunk)))
     rows = []
     classified = {}  # the same need recurs across a batch's records
     for external_id, needs in needs_for.items():
@@ -566,7 +571,7 @@ def _resolve_quarantine(session, source_id: int, keys: list[str], now: dt.dateti
             update(table)
             .where(
                 table.c.source_id == source_id,
-                table.c.record_key.in_(chunk),
+                _among(session, table.c.record_key, chunk),
                 table.c.resolved_at.is_(None),
             )
             .values(resolved_at=now)
@@ -598,7 +603,7 @@ def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.d
     known = set()
     for chunk in _chunks(list(by_key)):
         query = select(table.c.record_key).where(
-            table.c.source_id == source_id, table.c.record_key.in_(chunk)
+            table.c.source_id == source_id, _among(session, table.c.record_key, chunk)
         )
         known.update(session.execute(query).scalars())
     fresh = [row for key, row in by_key.items() if key not in known]
@@ -650,6 +655,14 @@ def storable(value: Any) -> Any:
 def _jsonable(raw: Any) -> Any:
     """Raw content as JSON can hold it (bytes and odd types become text)."""
     return json.loads(json.dumps(raw, default=str, ensure_ascii=False))
+
+
+def _among(session: Session, column, values: list):
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter, where a
+    list of thousands makes a statement text the driver must rewrite on every execution."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _chunks(items: list, size: int = CHUNK):
