@@ -331,7 +331,12 @@ def _nothing_to_redact(text: str) -> bool:
     return True
 
 
-_cpr_valid = functools.lru_cache(maxsize=1 << 16)(cpr.is_valid)
+def _cpr_valid(digits: str) -> bool:
+    """``cpr.is_valid``, asked only when day and month can be a date (most P-numbers and other
+    10-digit numbers fail that already)."""
+    if not ("01" <= digits[:2] <= "31" and "01" <= digits[2:4] <= "12"):
+        return False
+    return cpr.is_valid(digits)  # not cached: whether a birth date lies ahead changes daily
 
 
 def _stored_payload(value: Any, key: Any = None) -> Any:
@@ -392,22 +397,20 @@ _RECORD_COLUMNS = (
 )
 
 
+# The row keys of _RECORD_COLUMNS, the JSON columns as their text.
+_record_values = operator.itemgetter(
+    *(f"{name}_json" if name in ("payload", "joint_with") else name for name in _RECORD_COLUMNS)
+)
+
+
 def _insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Inserts ``rows``; their new ids, in order. The payload goes as the JSON text made with
     it; ``joint_with`` is encoded here."""
     if not rows:
         return []
-    values = [
-        tuple(
-            row["payload_json"]
-            if name == "payload"
-            else _STORED_JSON(row[name])
-            if name == "joint_with"
-            else row[name]
-            for name in _RECORD_COLUMNS
-        )
-        for row in rows
-    ]
+    for row in rows:
+        row["joint_with_json"] = _STORED_JSON(row["joint_with"])
+    values = [_record_values(row) for row in rows]
     return bulk_insert(session, SourceRecord.__table__, _RECORD_COLUMNS, values, returning_ids=True)
 
 
@@ -432,13 +435,7 @@ def bulk_insert(
     raw = connection.connection.driver_connection
     plan = _insert_plan(table, tuple(names), dialect)
     if plan.processors:
-        values = [
-            tuple(
-                v if f is None or v is None else f(v)
-                for f, v in zip(plan.processors, row, strict=True)
-            )
-            for row in values
-        ]
+        values = [_processed(row, plan.processors) for row in values]
     if dialect.name == "postgresql":
         ids: list[int] = []
         with raw.cursor() as cursor:
@@ -460,9 +457,17 @@ def bulk_insert(
         cursor.close()
 
 
+def _processed(row: tuple, processors: tuple[tuple[int, Any], ...]) -> list:
+    values = list(row)
+    for index, process in processors:
+        if values[index] is not None:
+            values[index] = process(values[index])
+    return values
+
+
 @dataclasses.dataclass(frozen=True)
 class _InsertPlan:
-    processors: tuple | None  # per column: the bind processor, or None
+    processors: tuple  # (column index, bind processor) of the columns that have one
     insert: str = ""
     insert_returning: str = ""
     copy: str = ""
@@ -479,7 +484,7 @@ def _insert_plan(table, names: tuple[str, ...], dialect) -> _InsertPlan:
         else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         for name in names
     )
-    processors = processors if any(f is not None for f in processors) else None
+    processors = tuple((i, f) for i, f in enumerate(processors) if f is not None)
     # Names from the table's metadata only, quoted by the dialect: no input reaches the SQL.
     name, columns = quote(table.name), ", ".join(quote(n) for n in names)
     if dialect.name == "postgresql":
