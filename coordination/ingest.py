@@ -12,16 +12,35 @@ import functools
 import hashlib
 import json
 import math
+import operator
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import JSON, any_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
+from stdnum.dk import cpr
 
-from connectors.base import Batch, Rejected, SourceRecordData, record_problems
+from connectors.base import (
+    Batch,
+    CompanyRef,
+    NeedRef,
+    PersonRef,
+    Rejected,
+    SourceRecordData,
+    record_problems,
+)
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
-from coordination.redaction import might_hold_cpr, redact_cpr, redact_field, redact_mapping
+from coordination.redaction import (
+    CPR_CANDIDATE,
+    LABEL_WINDOW,
+    might_hold_cpr,
+    redact_cpr,
+    redact_field,
+    redact_mapping,
+)
 
 # IN-lists are chunked: SQLite allows 32,766 bound parameters, PostgreSQL 65,535.
 CHUNK = 5_000
@@ -123,9 +142,44 @@ def content_hash(record: SourceRecordData) -> str:
     """SHA-256 of the canonical record without its raw item and its change time. Built field by
     field (``asdict`` would deep-copy the raw item only to drop it, and deep-copies every nested
     value); the JSON is the one of ``connectors.base.plain`` per field, so stored hashes hold."""
-    data = {name: _plain(getattr(record, name)) for name in _hashed_fields(type(record))}
-    encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    data = _hashed_canonical(record)
+    if data is None:
+        data = {name: _plain(getattr(record, name)) for name in _hashed_fields(type(record))}
+    encoded = _HASH_JSON(data)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def _hashed_canonical(r: SourceRecordData) -> dict[str, Any] | None:
+    """The dict content_hash encodes, for a record of the exact canonical types (every record
+    the connectors build); None for anything else, which takes the general path."""
+    if type(r) is not SourceRecordData or type(r.company) is not CompanyRef:
+        return None
+    person, consultant, needs = r.contact_person, r.consultant, r.needs
+    if (
+        (person is not None and type(person) is not PersonRef)
+        or (consultant is not None and type(consultant) is not PersonRef)
+        or type(needs) is not tuple
+        or type(r.joint_with) is not tuple
+        or any(type(n) is not NeedRef for n in needs)
+    ):
+        return None
+    return {
+        "source_id": r.source_id,
+        "approach_date": r.approach_date,
+        "status": r.status,
+        "company": dict(zip(_COMPANY_FIELDS, _company_values(r.company), strict=True)),
+        "channel": r.channel,
+        "purpose": r.purpose,
+        "contact_person": None
+        if person is None
+        else dict(zip(_PERSON_FIELDS, _person_values(person), strict=True)),
+        "consultant": None
+        if consultant is None
+        else dict(zip(_PERSON_FIELDS, _person_values(consultant), strict=True)),
+        "needs": [dict(zip(_NEED_FIELDS, _need_values(n), strict=True)) for n in needs],
+        "joint_with": list(r.joint_with),
+        "notes": r.notes,
+    }
 
 
 @functools.cache
@@ -136,6 +190,30 @@ def _field_names(kind: type) -> tuple[str, ...]:
 @functools.cache
 def _hashed_fields(kind: type) -> tuple[str, ...]:
     return tuple(name for name in _field_names(kind) if name not in ("raw", "modified_at"))
+
+
+_HASH_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+_COMPANY_FIELDS = tuple(f.name for f in dataclasses.fields(CompanyRef))
+_PERSON_FIELDS = tuple(f.name for f in dataclasses.fields(PersonRef))
+_NEED_FIELDS = tuple(f.name for f in dataclasses.fields(NeedRef))
+_company_values = operator.attrgetter(*_COMPANY_FIELDS)
+_person_values = operator.attrgetter(*_PERSON_FIELDS)
+_need_values = operator.attrgetter(*_NEED_FIELDS)
+# The fields content_hash reads, checked at import: the fast path below spells them out.
+if _hashed_fields(SourceRecordData) != (
+    "source_id",
+    "approach_date",
+    "status",
+    "company",
+    "channel",
+    "purpose",
+    "contact_person",
+    "consultant",
+    "needs",
+    "joint_with",
+    "notes",
+):
+    raise RuntimeError("content_hash's fast path must follow SourceRecordData's fields")
 
 
 # Values JSON takes as they are; checked by exact type first, as most field values are these.
@@ -167,32 +245,41 @@ def _as_dict(value: Any) -> Any:
 
 
 def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any]:
+    """The stored form of a record: free text CPR-redacted, every text storable (``_text``)."""
     company, consultant = r.company, r.consultant
-    row = {
+    payload, payload_json = _stored_payload_json(_payload(r))
+    return {
         "source_id": source_id,
-        "external_id": r.source_id,
+        "external_id": _text(r.source_id),
         "content_hash": content_hash(r),
-        "status": r.status,
+        "status": _text(r.status),
         "approach_date": r.approach_date,
-        "channel": r.channel,
-        "purpose": redact_cpr(r.purpose),
-        "cvr_raw": company.cvr,
-        "cvr": valid_cvr(company.cvr),
-        "p_number": clean_p_number(company.p_number),
-        "company_name": redact_cpr(company.name),
-        "address": redact_cpr(company.address),
-        "postcode": company.postcode,
-        "city": redact_cpr(company.city),
-        "consultant_name": redact_cpr(consultant.name) if consultant else None,
-        "consultant_email": consultant.email if consultant else None,
-        "joint_with": [redact_cpr(j) for j in r.joint_with],
-        "notes": redact_cpr(r.notes),
-        "payload": _stored_payload(_payload(r)),
+        "channel": _text(r.channel),
+        "purpose": _text(redact_cpr(r.purpose)),
+        "cvr_raw": _text(company.cvr),
+        "cvr": _text(valid_cvr(company.cvr)),
+        "p_number": _text(clean_p_number(company.p_number)),
+        "company_name": _text(redact_cpr(company.name)),
+        "address": _text(redact_cpr(company.address)),
+        "postcode": _text(company.postcode),
+        "city": _text(redact_cpr(company.city)),
+        "consultant_name": _text(redact_cpr(consultant.name)) if consultant else None,
+        "consultant_email": _text(consultant.email) if consultant else None,
+        "joint_with": [_text(redact_cpr(j)) for j in r.joint_with],
+        "notes": _text(redact_cpr(r.notes)),
+        "payload": payload,
+        "payload_json": payload_json,
         "modified_at": r.modified_at,
         "first_seen_at": now,
         "last_seen_at": now,
     }
-    return {name: value if name == "payload" else storable(value) for name, value in row.items()}
+
+
+def _text(value: Any) -> Any:
+    """``storable(value)`` for a text field: the common case (plain text without NUL) first."""
+    if value is None or (type(value) is str and "\x00" not in value):
+        return value
+    return storable(value)
 
 
 def _payload(r: SourceRecordData) -> dict[str, Any]:
@@ -200,6 +287,56 @@ def _payload(r: SourceRecordData) -> dict[str, Any]:
     has no column of its own: contact persons are de-duplicated into their own table)."""
     person = _as_dict(r.contact_person) if r.contact_person else None
     return {"raw": r.raw, "contact_person": person}
+
+
+# JSON as stored: not ASCII-escaped (so that a CPR number written with an en dash reads in the
+# text as in the value); NaN and infinities refused (``storable`` keeps them as text).
+_STORED_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def _stored_payload_json(value: Any) -> tuple[Any, str]:
+    """The stored payload (``_stored_payload(value)``) and its JSON text.
+
+    Most payloads hold nothing to redact or clean, and the walk of :func:`_stored_payload`
+    returns them unchanged. That is certain when their JSON text has no CPR-shaped number and
+    no ``\\u`` escape (NUL and other control characters become one, and its hex digits could
+    hide a number's edge): one encoding and one search then spare the walk over every value.
+    Anything else, or a payload JSON cannot encode as it is, takes the walk."""
+    try:
+        text = _STORED_JSON(value)
+    except (TypeError, ValueError):
+        text = None
+    if text is not None and "\\u" not in text and _nothing_to_redact(text):
+        return value, text
+    stored = _stored_payload(value)
+    return stored, json.dumps(stored, ensure_ascii=False)
+
+
+# A superset of the CPR labels (``redaction.CPR_LABEL``) anywhere before a number.
+_CPR_WORD = re.compile(r"cpr|personn", re.IGNORECASE)
+
+
+def _nothing_to_redact(text: str) -> bool:
+    """Whether the redaction would leave every string in the JSON ``text`` (without escapes
+    but the one-letter ones) as it is: every CPR-shaped number in it is no valid CPR number
+    and has no CPR label before it. A label within ``LABEL_WINDOW`` characters of a value
+    lies within twice that in its JSON, where an escaped character takes two. Numbers
+    labelled as a P-number or a phone that read as a birth date take the walk, which decides."""
+    for match in CPR_CANDIDATE.finditer(text):
+        start = match.start()
+        if _CPR_WORD.search(text, max(0, start - 2 * LABEL_WINDOW), start) or _cpr_valid(
+            match.group(1) + match.group(2)
+        ):
+            return False
+    return True
+
+
+def _cpr_valid(digits: str) -> bool:
+    """``cpr.is_valid``, asked only when day and month can be a date (most P-numbers and other
+    10-digit numbers fail that already)."""
+    if not ("01" <= digits[:2] <= "31" and "01" <= digits[2:4] <= "12"):
+        return False
+    return cpr.is_valid(digits)  # not cached: whether a birth date lies ahead changes daily
 
 
 def _stored_payload(value: Any, key: Any = None) -> Any:
@@ -226,20 +363,140 @@ def _existing(
     table = SourceRecord.__table__
     for chunk in _chunks(external_ids):
         query = select(table.c.external_id, table.c.id, table.c.content_hash, table.c.company_id)
-        query = query.where(table.c.source_id == source_id, table.c.external_id.in_(chunk))
+        query = query.where(
+            table.c.source_id == source_id, _among(session, table.c.external_id, chunk)
+        )
         for external_id, rid, digest, company_id in session.execute(query):
             found[external_id] = (rid, digest, company_id)
     return found
 
 
+_RECORD_COLUMNS = (
+    "source_id",
+    "external_id",
+    "content_hash",
+    "status",
+    "approach_date",
+    "channel",
+    "purpose",
+    "cvr_raw",
+    "cvr",
+    "p_number",
+    "company_name",
+    "address",
+    "postcode",
+    "city",
+    "consultant_name",
+    "consultant_email",
+    "joint_with",
+    "notes",
+    "payload",
+    "modified_at",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
+# The row keys of _RECORD_COLUMNS, the JSON columns as their text.
+_record_values = operator.itemgetter(
+    *(f"{name}_json" if name in ("payload", "joint_with") else name for name in _RECORD_COLUMNS)
+)
+
+
 def _insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts ``rows``; their new ids, in order. The payload goes as the JSON text made with
+    it; ``joint_with`` is encoded here."""
     if not rows:
         return []
-    table = SourceRecord.__table__
-    result = session.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    for row in rows:
+        row["joint_with_json"] = _STORED_JSON(row["joint_with"])
+    values = [_record_values(row) for row in rows]
+    return bulk_insert(session, SourceRecord.__table__, _RECORD_COLUMNS, values, returning_ids=True)
+
+
+def bulk_insert(
+    session: Session,
+    table,
+    names: Sequence[str],
+    values: list[tuple],
+    returning_ids: bool = False,
+) -> list[int]:
+    """Insert ``values`` (tuples in the order of ``names``) into ``table`` on the session's
+    connection, in its transaction, without SQLAlchemy's per-row statement machinery; the new
+    ids in the order of ``values`` when ``returning_ids``. JSON columns take JSON text; other
+    values go through their column type's bind processing as with SQLAlchemy.
+
+    PostgreSQL: ``COPY`` (ids drawn from the table's sequence first). SQLite: the driver's
+    ``executemany`` of one prepared statement (one ``INSERT ... RETURNING`` per row for ids)."""
+    if not values:
+        return []
+    connection = session.connection()
+    dialect = connection.dialect
+    raw = connection.connection.driver_connection
+    plan = _insert_plan(table, tuple(names), dialect)
+    if plan.processors:
+        values = [_processed(row, plan.processors) for row in values]
+    if dialect.name == "postgresql":
+        ids: list[int] = []
+        with raw.cursor() as cursor:
+            if returning_ids:
+                cursor.execute(plan.draw_ids, (table.name, len(values)))
+                ids = sorted(row[0] for row in cursor.fetchall())
+                values = [(rid, *row) for rid, row in zip(ids, values, strict=True)]
+            with cursor.copy(plan.copy_ids if returning_ids else plan.copy) as copy:
+                for row in values:
+                    copy.write_row(row)
+        return ids
+    cursor = raw.cursor()
+    try:
+        if returning_ids:
+            return [cursor.execute(plan.insert_returning, row).fetchone()[0] for row in values]
+        cursor.executemany(plan.insert, values)
+        return []
+    finally:
+        cursor.close()
+
+
+def _processed(row: tuple, processors: tuple[tuple[int, Any], ...]) -> list:
+    values = list(row)
+    for index, process in processors:
+        if values[index] is not None:
+            values[index] = process(values[index])
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class _InsertPlan:
+    processors: tuple  # (column index, bind processor) of the columns that have one
+    insert: str = ""
+    insert_returning: str = ""
+    copy: str = ""
+    copy_ids: str = ""
+    draw_ids: str = ""
+
+
+@functools.cache
+def _insert_plan(table, names: tuple[str, ...], dialect) -> _InsertPlan:
+    quote = dialect.identifier_preparer.quote
+    processors = tuple(
+        None
+        if isinstance(table.c[name].type, JSON)
+        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in names
     )
-    return [row[0] for row in result]
+    processors = tuple((i, f) for i, f in enumerate(processors) if f is not None)
+    # Names from the table's metadata only, quoted by the dialect: no input reaches the SQL.
+    name, columns = quote(table.name), ", ".join(quote(n) for n in names)
+    if dialect.name == "postgresql":
+        return _InsertPlan(
+            processors,
+            copy=f"COPY {name} ({columns}) FROM STDIN",
+            copy_ids=f"COPY {name} ({quote('id')}, {columns}) FROM STDIN",
+            draw_ids="SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+        )
+    marks = ", ".join("?" for _ in names)
+    insert = f"INSERT INTO {name} ({columns}) VALUES ({marks})"  # noqa: S608
+    return _InsertPlan(processors, insert=insert, insert_returning=f"{insert} RETURNING id")
 
 
 _UPDATABLE = [
@@ -281,33 +538,34 @@ def _update_records(session: Session, rows: list[dict[str, Any]]) -> None:
 def _touch(session: Session, ids: list[int], now: dt.datetime) -> None:
     table = SourceRecord.__table__
     for chunk in _chunks(ids):
-        session.execute(update(table).where(table.c.id.in_(chunk)).values(last_seen_at=now))
+        session.execute(
+            update(table).where(_among(session, table.c.id, chunk)).values(last_seen_at=now)
+        )
 
 
 def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) -> None:
     table = Need.__table__
     ids = list(ids_by_external.values())
     for chunk in _chunks(ids):
-        session.execute(delete(table).where(table.c.source_record_id.in_(chunk)))
+        session.execute(delete(table).where(_among(session, table.c.source_record_id, chunk)))
     rows = []
     classified = {}  # the same need recurs across a batch's records
     for external_id, needs in needs_for.items():
         for need in needs:
             if need not in classified:
-                classified[need] = classifier.classify(need, kind, name)
-            code, method = classified[need]
-            rows.append(
-                {
-                    "source_record_id": ids_by_external[external_id],
-                    "type": need.type,
-                    "code": storable(need.code),
-                    "label": storable(redact_cpr(need.label)),
-                    "taxonomy_code": code,
-                    "mapping_method": method,
-                }
-            )
-    if rows:
-        session.execute(insert(table), rows)
+                code, method = classifier.classify(need, kind, name)
+                classified[need] = (
+                    need.type,
+                    storable(need.code),
+                    storable(redact_cpr(need.label)),
+                    code,
+                    method,
+                )
+            rows.append((ids_by_external[external_id], *classified[need]))
+    bulk_insert(session, table, _NEED_COLUMNS, rows)
+
+
+_NEED_COLUMNS = ("source_record_id", "type", "code", "label", "taxonomy_code", "mapping_method")
 
 
 def _resolve_quarantine(session, source_id: int, keys: list[str], now: dt.datetime) -> None:
@@ -318,7 +576,7 @@ def _resolve_quarantine(session, source_id: int, keys: list[str], now: dt.dateti
             update(table)
             .where(
                 table.c.source_id == source_id,
-                table.c.record_key.in_(chunk),
+                _among(session, table.c.record_key, chunk),
                 table.c.resolved_at.is_(None),
             )
             .values(resolved_at=now)
@@ -350,7 +608,7 @@ def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.d
     known = set()
     for chunk in _chunks(list(by_key)):
         query = select(table.c.record_key).where(
-            table.c.source_id == source_id, table.c.record_key.in_(chunk)
+            table.c.source_id == source_id, _among(session, table.c.record_key, chunk)
         )
         known.update(session.execute(query).scalars())
     fresh = [row for key, row in by_key.items() if key not in known]
@@ -402,6 +660,14 @@ def storable(value: Any) -> Any:
 def _jsonable(raw: Any) -> Any:
     """Raw content as JSON can hold it (bytes and odd types become text)."""
     return json.loads(json.dumps(raw, default=str, ensure_ascii=False))
+
+
+def _among(session: Session, column, values: list):
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter, where a
+    list of thousands makes a statement text the driver must rewrite on every execution."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _chunks(items: list, size: int = CHUNK):

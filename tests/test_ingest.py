@@ -110,3 +110,125 @@ def test_a_cpr_split_by_a_nul_character_does_not_become_whole_when_stored():
 
     stored = _stored_payload({"raw": {"Note": "Borger 010190\x00-1234 deltog"}})
     assert stored["raw"]["Note"] == f"Borger {MARKER} deltog"
+
+
+# Payloads the quick check must hand to the walk (it redacts or cleans something in each), and
+# payloads it may store as they are (the walk leaves them unchanged); both lists are checked
+# against the walk itself.
+NEEDS_THE_WALK = [
+    {"Note": "Borger 010190-1234 deltog"},
+    {"Note": "Borger 010190\u20131234 deltog"},  # en dash: JSON must not escape it
+    {"Note": "Borger 010190 1234 deltog"},
+    {"Note": "\x010101901234"},  # a control character next to the number (an escape in JSON)
+    {"Note": "Borger 010190\x00-1234 deltog"},
+    {"Note": "CPR-nr.: 3213991234"},  # labelled, impossible date
+    {"Note": "personnummer\n\n\n\n\n\n\n\n\n\n\t\t\t\t\t\t\t\t\t 3213991234"},
+    {"rows": [{"tekst": "0101901234"}]},
+    {"Note\x00": "x"},
+    {"score": float("nan")},
+    {"pair": ("0101901234", "x")},
+]
+STORED_AS_THEY_ARE = [
+    {"PNummer": "1590186060", "Note": "Ring på tlf. 99 88 77 66"},  # 15/90/18: no birth date
+    {"Note": 'Møde om ÆØÅ og "citater" og \\stier\\', "tal": [1, 2.5, None, True]},
+    {"Note": "3213991234 og 9999999999"},  # CPR-shaped, but no birth date and no label
+    {"Note": "\n\t ingen numre", "id": 12345678901},
+]
+
+
+@pytest.mark.parametrize("raw", NEEDS_THE_WALK + STORED_AS_THEY_ARE)
+def test_the_stored_payload_and_its_json_are_what_the_walk_makes(raw):
+    from coordination.ingest import _stored_payload, _stored_payload_json
+
+    payload = {"raw": raw, "contact_person": None}
+    stored, text = _stored_payload_json(payload)
+    expected = _stored_payload(payload)
+    assert stored == expected
+    assert json.loads(text) == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("raw", NEEDS_THE_WALK)
+def test_a_payload_with_anything_to_redact_or_clean_takes_the_walk(raw):
+    from coordination.ingest import _stored_payload_json
+
+    payload = {"raw": raw, "contact_person": None}
+    assert _stored_payload_json(payload)[0] is not payload
+
+
+@pytest.mark.parametrize("raw", STORED_AS_THEY_ARE)
+def test_a_payload_with_nothing_to_redact_is_stored_as_it_is(raw):
+    from coordination.ingest import _stored_payload_json
+
+    payload = {"raw": raw, "contact_person": None}
+    assert _stored_payload_json(payload)[0] is payload
+
+
+def test_the_cpr_in_a_stored_payload_is_gone_from_its_json():
+    from coordination.ingest import _stored_payload_json
+    from coordination.redaction import MARKER
+
+    for note in ("Borger 010190\u20131234 deltog", "\x010101901234", "CPR: 3213991234"):
+        _, text = _stored_payload_json({"raw": {"Note": note}, "contact_person": None})
+        assert MARKER in json.loads(text)["raw"]["Note"]
+        assert "1234" not in text
+
+
+def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engine):
+    """The bulk writes (COPY on PostgreSQL, the driver's own statements on SQLite): each id
+    belongs to its record, every column holds what the record said (text redacted), and a
+    second delivery of the same batch changes nothing."""
+    from sqlmodel import Session, select
+
+    from connectors.base import Batch
+    from coordination.db import session_scope
+    from coordination.ingest import NeedClassifier, store_batch
+    from coordination.models import Need, Organisation, Source, SourceRecord
+    from coordination.redaction import MARKER
+
+    with session_scope(engine) as session:
+        organisation = Organisation(name="VEU Vest", name_key="veu vest", type="veu")
+        session.add(organisation)
+        session.flush()
+        source = Source(name="veu", kind="veu_api", organisation_id=organisation.id)
+        session.add(source)
+        session.flush()
+        source_id = source.id
+    records = [
+        dataclasses.replace(
+            FULL,
+            source_id=f"A-{number}",
+            notes=f"Borger 010190\u20131234 nr. {number}" if number % 2 else f"Note {number}",
+            needs=FULL.needs[: number % 3],
+            raw={"id": f"A-{number}", "Note": "CPR 0101901234" if number == 3 else "ø"},
+        )
+        for number in range(7)
+    ]
+    batch = Batch(records=records, rejected=[], state={})
+    with session_scope(engine) as session:
+        stored = store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
+    assert stored.counts.new == 7
+    with Session(engine) as session:
+        rows = {r.id: r for r in session.exec(select(SourceRecord))}
+        needs = session.exec(select(Need)).all()
+    assert sorted(rows) == sorted(stored.changed_record_ids)
+    by_external = {row.external_id: row for row in rows.values()}
+    assert [by_external[r.source_id].id for r in records] == stored.changed_record_ids
+    for number, record in enumerate(records):
+        row = by_external[record.source_id]
+        assert row.content_hash == content_hash(record)
+        assert row.approach_date == record.approach_date
+        assert row.modified_at == record.modified_at
+        assert row.company_name == record.company.name
+        assert row.joint_with == list(record.joint_with)
+        assert row.cvr == "66978001"
+        assert row.notes == (f"Borger {MARKER} nr. {number}" if number % 2 else f"Note {number}")
+        assert row.payload["raw"] == (
+            {"id": record.source_id, "Note": f"CPR {MARKER}"} if number == 3 else record.raw
+        )
+        assert row.payload["contact_person"]["name"] == "Ærling Højgaard"
+        assert sorted((n.type, n.label, n.code) for n in needs if n.source_record_id == row.id) == (
+            sorted((n.type, n.label, n.code) for n in record.needs)
+        )
+    with session_scope(engine) as session:
+        again = store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
+    assert (again.counts.new, again.counts.updated, again.counts.unchanged) == (0, 0, 7)
