@@ -9,43 +9,117 @@ their offset (the columns are ``timestamp with time zone``), everything else as 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy import JSON, Connection, Table
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[dict]) -> None:
     """Insert ``rows`` (dicts with the same keys, naming columns of ``table``)."""
     if not rows:
         return
-    if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), list(rows))
-        return
-    from psycopg import sql
-
-    names = list(rows[0])
+    names = tuple(rows[0])
     as_json = [isinstance(table.c[name].type, JSON) for name in names]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, names))
+    values = [
+        tuple(
+            _json(row[name]) if dumped else row[name]
+            for name, dumped in zip(names, as_json, strict=True)
+        )
+        for row in rows
+    ]
+    bulk_insert(connection, table, names, values)
+
+
+def bulk_insert(
+    connection: Connection,
+    table,
+    names: Sequence[str],
+    values: list[tuple],
+    returning_ids: bool = False,
+) -> list[int]:
+    """Insert ``values`` (tuples in the order of ``names``) into ``table`` on the session's
+    connection, in its transaction, without SQLAlchemy's per-row statement machinery; the new
+    ids in the order of ``values`` when ``returning_ids``. JSON columns take JSON text; other
+    values go through their column type's bind processing as with SQLAlchemy.
+
+    PostgreSQL: ``COPY`` (ids drawn from the table's sequence first). SQLite: the driver's
+    ``executemany`` of one prepared statement (one ``INSERT ... RETURNING`` per row for ids)."""
+    if not values:
+        return []
+    dialect = connection.dialect
+    raw = connection.connection.driver_connection
+    plan = _insert_plan(table, tuple(names), dialect)
+    if plan.processors:
+        values = [_processed(row, plan.processors) for row in values]
+    if dialect.name == "postgresql":
+        ids: list[int] = []
+        with raw.cursor() as cursor:
+            if returning_ids:
+                cursor.execute(plan.draw_ids, (table.name, len(values)))
+                ids = sorted(row[0] for row in cursor.fetchall())
+                values = [(rid, *row) for rid, row in zip(ids, values, strict=True)]
+            with cursor.copy(plan.copy_ids if returning_ids else plan.copy) as copy:
+                for row in values:
+                    copy.write_row(row)
+        return ids
+    cursor = raw.cursor()
+    try:
+        if returning_ids:
+            return [cursor.execute(plan.insert_returning, row).fetchone()[0] for row in values]
+        cursor.executemany(plan.insert, values)
+        return []
+    finally:
+        cursor.close()
+
+
+def _processed(row: tuple, processors: tuple[tuple[int, Any], ...]) -> list:
+    values = list(row)
+    for index, process in processors:
+        if values[index] is not None:
+            values[index] = process(values[index])
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class _InsertPlan:
+    processors: tuple  # (column index, bind processor) of the columns that have one
+    insert: str = ""
+    insert_returning: str = ""
+    copy: str = ""
+    copy_ids: str = ""
+    draw_ids: str = ""
+
+
+@functools.cache
+def _insert_plan(table, names: tuple[str, ...], dialect) -> _InsertPlan:
+    quote = dialect.identifier_preparer.quote
+    processors = tuple(
+        None
+        if isinstance(table.c[name].type, JSON)
+        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in names
     )
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor, cursor.copy(statement) as copy:
-        if any(as_json):
-            for row in rows:
-                copy.write_row(
-                    [
-                        _json(row[name]) if dumped else row[name]
-                        for name, dumped in zip(names, as_json, strict=True)
-                    ]
-                )
-        else:
-            for row in rows:
-                copy.write_row([row[name] for name in names])
+    processors = tuple((i, f) for i, f in enumerate(processors) if f is not None)
+    # Names from the table's metadata only, quoted by the dialect: no input reaches the SQL.
+    name, columns = quote(table.name), ", ".join(quote(n) for n in names)
+    if dialect.name == "postgresql":
+        return _InsertPlan(
+            processors,
+            copy=f"COPY {name} ({columns}) FROM STDIN",
+            copy_ids=f"COPY {name} ({quote('id')}, {columns}) FROM STDIN",
+            draw_ids="SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+        )
+    marks = ", ".join("?" for _ in names)
+    insert = f"INSERT INTO {name} ({columns}) VALUES ({marks})"  # noqa: S608
+    return _InsertPlan(processors, insert=insert, insert_returning=f"{insert} RETURNING id")
 
 
 def _json(value) -> str:
     return json.dumps(value)  # None too: SQLAlchemy's JSON stores it as JSON null
 
 
-__all__ = ["insert_rows"]
+__all__ = ["bulk_insert", "insert_rows"]

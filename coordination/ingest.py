@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, any_, bindparam, delete, insert, select, update
+from sqlalchemy import any_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 from stdnum.dk import cpr
@@ -31,6 +31,7 @@ from connectors.base import (
     SourceRecordData,
     record_problems,
 )
+from coordination.copy_rows import bulk_insert
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
 from coordination.redaction import (
@@ -411,92 +412,9 @@ def _insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     for row in rows:
         row["joint_with_json"] = _STORED_JSON(row["joint_with"])
     values = [_record_values(row) for row in rows]
-    return bulk_insert(session, SourceRecord.__table__, _RECORD_COLUMNS, values, returning_ids=True)
-
-
-def bulk_insert(
-    session: Session,
-    table,
-    names: Sequence[str],
-    values: list[tuple],
-    returning_ids: bool = False,
-) -> list[int]:
-    """Insert ``values`` (tuples in the order of ``names``) into ``table`` on the session's
-    connection, in its transaction, without SQLAlchemy's per-row statement machinery; the new
-    ids in the order of ``values`` when ``returning_ids``. JSON columns take JSON text; other
-    values go through their column type's bind processing as with SQLAlchemy.
-
-    PostgreSQL: ``COPY`` (ids drawn from the table's sequence first). SQLite: the driver's
-    ``executemany`` of one prepared statement (one ``INSERT ... RETURNING`` per row for ids)."""
-    if not values:
-        return []
-    connection = session.connection()
-    dialect = connection.dialect
-    raw = connection.connection.driver_connection
-    plan = _insert_plan(table, tuple(names), dialect)
-    if plan.processors:
-        values = [_processed(row, plan.processors) for row in values]
-    if dialect.name == "postgresql":
-        ids: list[int] = []
-        with raw.cursor() as cursor:
-            if returning_ids:
-                cursor.execute(plan.draw_ids, (table.name, len(values)))
-                ids = sorted(row[0] for row in cursor.fetchall())
-                values = [(rid, *row) for rid, row in zip(ids, values, strict=True)]
-            with cursor.copy(plan.copy_ids if returning_ids else plan.copy) as copy:
-                for row in values:
-                    copy.write_row(row)
-        return ids
-    cursor = raw.cursor()
-    try:
-        if returning_ids:
-            return [cursor.execute(plan.insert_returning, row).fetchone()[0] for row in values]
-        cursor.executemany(plan.insert, values)
-        return []
-    finally:
-        cursor.close()
-
-
-def _processed(row: tuple, processors: tuple[tuple[int, Any], ...]) -> list:
-    values = list(row)
-    for index, process in processors:
-        if values[index] is not None:
-            values[index] = process(values[index])
-    return values
-
-
-@dataclasses.dataclass(frozen=True)
-class _InsertPlan:
-    processors: tuple  # (column index, bind processor) of the columns that have one
-    insert: str = ""
-    insert_returning: str = ""
-    copy: str = ""
-    copy_ids: str = ""
-    draw_ids: str = ""
-
-
-@functools.cache
-def _insert_plan(table, names: tuple[str, ...], dialect) -> _InsertPlan:
-    quote = dialect.identifier_preparer.quote
-    processors = tuple(
-        None
-        if isinstance(table.c[name].type, JSON)
-        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        for name in names
+    return bulk_insert(
+        session.connection(), SourceRecord.__table__, _RECORD_COLUMNS, values, returning_ids=True
     )
-    processors = tuple((i, f) for i, f in enumerate(processors) if f is not None)
-    # Names from the table's metadata only, quoted by the dialect: no input reaches the SQL.
-    name, columns = quote(table.name), ", ".join(quote(n) for n in names)
-    if dialect.name == "postgresql":
-        return _InsertPlan(
-            processors,
-            copy=f"COPY {name} ({columns}) FROM STDIN",
-            copy_ids=f"COPY {name} ({quote('id')}, {columns}) FROM STDIN",
-            draw_ids="SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-        )
-    marks = ", ".join("?" for _ in names)
-    insert = f"INSERT INTO {name} ({columns}) VALUES ({marks})"  # noqa: S608
-    return _InsertPlan(processors, insert=insert, insert_returning=f"{insert} RETURNING id")
 
 
 _UPDATABLE = [
@@ -562,7 +480,7 @@ def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) 
                     method,
                 )
             rows.append((ids_by_external[external_id], *classified[need]))
-    bulk_insert(session, table, _NEED_COLUMNS, rows)
+    bulk_insert(session.connection(), table, _NEED_COLUMNS, rows)
 
 
 _NEED_COLUMNS = ("source_record_id", "type", "code", "label", "taxonomy_code", "mapping_method")
