@@ -140,6 +140,9 @@ def log_in(page: Page, make_token):
         page.get_by_label("Dit navn (valgfrit)").fill(name)
         page.get_by_role("button", name="Log ind").click()
         page.get_by_test_id("who").wait_for()
+        # The landing page's scripts (htmx) must be running before a test types into it;
+        # otherwise the first keystrokes can fire no request at all on a loaded machine.
+        page.wait_for_load_state("load")
         return token
 
     return go
