@@ -169,6 +169,7 @@ def sync_step(setup: SyncSetup, profile_path: str | None) -> dict[str, Any]:
     timed_parts = {
         "IdentityStage": "index",
         "rebuild_companies": "rebuild",
+        "plan_rebuild": "rebuild",
         "evaluate_companies": "flags",
         "refresh_report_facts": "facts",
     }

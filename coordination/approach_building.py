@@ -5,14 +5,33 @@ as the smallest source record id of its group stays the same (``group_key``), al
 record moves to another company. Only what differs from the stored state is written: changed
 approaches with one ``executemany``, and the ``approachrecord``/``approachorganisation`` rows
 that changed, so a rebuild of an unchanged company writes nothing.
+
+Grouping never joins records further apart than ``tolerance_days`` (a group spans at most that),
+so a company's records fall apart into stretches separated by gaps longer than the tolerance,
+grouped independently of each other. :func:`plan_rebuild` uses that to re-derive only what a
+sync's changes can affect: for each company with stored approaches, the dates of its changed
+records (``changed_records``, and records linked to no approach of the company: new, moved in,
+counting again) and the span ``[date, date + tolerance]`` of every stored approach that held a
+changed record or lost one (moved out, cancelled, deleted) since that approach covers the
+records' earlier dates; that window is widened until the company's records on either side are
+more than the tolerance away, so it holds whole stretches. :func:`rebuild_approaches` with those
+windows regroups the records dated in them and replaces the stored approaches dated in them;
+the approaches outside were derived from unchanged stretches and stay as they are, so the result
+equals a full rebuild (``tests/integration/test_incremental_rebuild.py`` compares the two over
+random histories). It relies on the stored approaches being the rebuild of the records as they
+were, which holds for every writer of records and approaches except retention's anonymising of
+records past the retention period (it changes consultant e-mails without rebuilding).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Set
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, or_, select, text, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
@@ -71,13 +90,13 @@ _RECORDS_OF = (
     )
     .join(Source, Source.id == _RECORD.c.source_id)
     .join(Organisation, Organisation.id == Source.organisation_id)
-    .where(
-        _RECORD.c.company_id.in_(_ids()),
-        _RECORD.c.status.in_(COUNTING_STATUSES),
-    )
+    .where(_RECORD.c.status.in_(COUNTING_STATUSES))
 )
+_RECORDS_BY_IDS = _RECORDS_OF.where(_RECORD.c.id.in_(_ids("record_ids")))
+_RECORDS_OF = _RECORDS_OF.where(_RECORD.c.company_id.in_(_ids()))
 _STORED_COLUMNS = (_APPROACH.c.id, _APPROACH.c.group_key, *(_APPROACH.c[n] for n in _DERIVED))
 _STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(_APPROACH.c.company_id.in_(_ids()))
+_STORED_BY_IDS = select(*_STORED_COLUMNS).where(_APPROACH.c.id.in_(_ids()))
 _STORED_BY_KEYS = select(*_STORED_COLUMNS).where(_APPROACH.c.group_key.in_(_ids("keys")))
 _LINKS_OF = select(_LINKS.c.source_record_id, _LINKS.c.approach_id).where(
     _LINKS.c.approach_id.in_(_ids())
@@ -102,24 +121,155 @@ _UPDATE_APPROACH = (
 )
 
 
-def rebuild_approaches(session: Session, company_ids: Iterable[int], tolerance_days: int) -> None:
+# for the plan: light rows only (no JSON, no strings)
+_APPROACH_DATES = select(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date).where(
+    _APPROACH.c.company_id.in_(_ids())
+)
+_RECORD_DATES = (
+    select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date, _LINKS.c.approach_id)
+    .select_from(_RECORD.outerjoin(_LINKS, _LINKS.c.source_record_id == _RECORD.c.id))
+    .where(_RECORD.c.company_id.in_(_ids()), _RECORD.c.status.in_(COUNTING_STATUSES))
+)
+# stored approaches holding a record that no longer counts for their company
+_LOSING = (
+    select(_APPROACH.c.company_id, _APPROACH.c.date)
+    .distinct()
+    .select_from(
+        _APPROACH.join(_LINKS, _LINKS.c.approach_id == _APPROACH.c.id).outerjoin(
+            _RECORD, _RECORD.c.id == _LINKS.c.source_record_id
+        )
+    )
+    .where(
+        _APPROACH.c.company_id.in_(_ids()),
+        or_(
+            _RECORD.c.id.is_(None),
+            _RECORD.c.company_id.is_(None),
+            _RECORD.c.company_id != _APPROACH.c.company_id,
+            _RECORD.c.status.not_in(COUNTING_STATUSES),
+        ),
+    )
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """What to re-derive of one company: its counting records dated in the window and its
+    stored approaches dated in it (both empty: nothing)."""
+
+    record_ids: tuple[int, ...]
+    approach_ids: tuple[int, ...]
+
+
+def plan_rebuild(
+    session: Session, company_ids: Iterable[int], changed_records: Set[int], tolerance_days: int
+) -> dict[int, Window]:
+    """The window to re-derive of each of ``company_ids`` that has stored approaches (see the
+    module's docstring), given every record changed since the companies' last rebuild
+    (``changed_records``; more is harmless). Companies left out are rebuilt whole. Plan all the
+    companies a sync rebuilds before rebuilding any: a rebuild relinks records that moved."""
+    ids = sorted(set(company_ids))
+    session.flush()
+    connection = session.connection()
+    tolerance = dt.timedelta(days=tolerance_days)
+    windows: dict[int, Window] = {}
+    for start in range(0, len(ids), CHUNK):
+        approaches: dict[int, dict[int, dt.date]] = defaultdict(dict)
+        for approach_id, company_id, date in connection.execute(
+            _APPROACH_DATES, {"ids": ids[start : start + CHUNK]}
+        ):
+            approaches[company_id][approach_id] = date
+        known = sorted(approaches)
+        if not known:
+            continue
+        seeds: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
+        for company_id, date in connection.execute(_LOSING, {"ids": known}):
+            seeds[company_id].append((date, date + tolerance))
+        records: dict[int, list[tuple[dt.date, int]]] = defaultdict(list)
+        for record_id, company_id, date, approach_id in connection.execute(
+            _RECORD_DATES, {"ids": known}
+        ):
+            records[company_id].append((date, record_id))
+            own = approaches[company_id]
+            if approach_id not in own:  # new, moved in, counting again
+                seeds[company_id].append((date, date))
+            elif record_id in changed_records:  # its earlier date lies in its approach's span
+                seeds[company_id].append((date, date))
+                first = own[approach_id]
+                seeds[company_id].append((first, first + tolerance))
+        for company_id in known:
+            windows[company_id] = _window(
+                records[company_id], approaches[company_id], seeds[company_id], tolerance
+            )
+    return windows
+
+
+def _window(
+    records: list[tuple[dt.date, int]],
+    approaches: Mapping[int, dt.date],
+    seeds: list[tuple[dt.date, dt.date]],
+    tolerance: dt.timedelta,
+) -> Window:
+    """The seeds' spans, each widened until no record lies within ``tolerance`` outside it."""
+    if not seeds:
+        return Window((), ())
+    records.sort()
+    dates = [date for date, _ in records]
+    spans: list[list[dt.date]] = []
+    for low, high in sorted(seeds):
+        while True:
+            i = bisect_left(dates, low - tolerance)
+            if i < len(dates) and dates[i] < low:
+                low = dates[i]
+                continue
+            j = bisect_right(dates, high + tolerance) - 1
+            if j >= 0 and dates[j] > high:
+                high = dates[j]
+                continue
+            break
+        if spans and low <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], high)
+        else:
+            spans.append([low, high])
+
+    def inside(date: dt.date) -> bool:
+        k = bisect_right(spans, date, key=lambda span: span[0]) - 1
+        return k >= 0 and date <= spans[k][1]
+
+    return Window(
+        tuple(record_id for date, record_id in records if inside(date)),
+        tuple(approach_id for approach_id, date in approaches.items() if inside(date)),
+    )
+
+
+def rebuild_approaches(
+    session: Session,
+    company_ids: Iterable[int],
+    tolerance_days: int,
+    windows: Mapping[int, Window] | None = None,
+) -> None:
+    """Regroup the records of ``company_ids``: whole, or only in their ``windows``
+    (:func:`plan_rebuild`) for the companies that have one."""
     ids = sorted(set(company_ids))
     session.flush()  # the statements below bypass the session: it must not hold back changes
     for start in range(0, len(ids), CHUNK):
-        _rebuild_chunk(session, ids[start : start + CHUNK], tolerance_days)
+        _rebuild_chunk(session, ids[start : start + CHUNK], tolerance_days, windows or {})
 
 
-def _rebuild_chunk(session: Session, ids: list[int], tolerance_days: int) -> None:
+def _rebuild_chunk(
+    session: Session, ids: list[int], tolerance_days: int, windows: Mapping[int, Window]
+) -> None:
     if not ids:
         return
     connection = session.connection()
+    whole = [cid for cid in ids if cid not in windows]
+    parts = {cid: windows[cid] for cid in ids if cid in windows}
     wanted: dict[int, tuple[dict, list]] = {}
-    for company_id, rows in _records_by_company(connection, ids).items():
+    for company_id, rows in _records_by_company(connection, whole, parts).items():
         groupable = {row.id: _groupable(row) for row in rows}
         for group in _groups(rows, groupable, tolerance_days):
             values = _approach_values(company_id, group, groupable)
             wanted[min(r.id for r in group)] = (values, group)
-    stored = _stored(connection, ids, list(wanted))
+    stored = _stored(connection, whole, parts, list(wanted))
     stale = [row.id for key, row in stored.items() if key not in wanted]
     approach_of = _write_approaches(connection, wanted, stored)
     _write_links(connection, wanted, approach_of, [row.id for row in stored.values()])
@@ -129,17 +279,34 @@ def _rebuild_chunk(session: Session, ids: list[int], tolerance_days: int) -> Non
         connection.execute(_DELETE_APPROACHES, {"ids": stale})
 
 
-def _records_by_company(connection, ids: list[int]) -> dict[int, list]:
+def _records_by_company(connection, whole: list[int], parts: Mapping[int, Window]) -> dict:
     grouped: dict[int, list] = defaultdict(list)
-    for row in connection.execute(_RECORDS_OF, {"ids": ids}):
-        grouped[row.company_id].append(row)
+    if whole:
+        for row in connection.execute(_RECORDS_OF, {"ids": whole}):
+            grouped[row.company_id].append(row)
+    record_ids = sorted(rid for window in parts.values() for rid in window.record_ids)
+    for start in range(0, len(record_ids), CHUNK):
+        part = {"record_ids": record_ids[start : start + CHUNK]}
+        for row in connection.execute(_RECORDS_BY_IDS, part):
+            grouped[row.company_id].append(row)
     return grouped
 
 
-def _stored(connection, ids: list[int], keys: list[int]) -> dict[int, object]:
-    """The stored approaches of the companies, and those holding one of the wanted group keys
-    (a record that moved to one of these companies takes its approach along)."""
-    stored = {row.group_key: row for row in connection.execute(_STORED_OF_COMPANIES, {"ids": ids})}
+def _stored(connection, whole: list[int], parts: Mapping[int, Window], keys: list[int]) -> dict:
+    """The stored approaches of the companies (in their windows), and those holding one of the
+    wanted group keys (a record that moved to one of these companies takes its approach
+    along)."""
+    stored = {}
+    if whole:
+        stored = {
+            row.group_key: row for row in connection.execute(_STORED_OF_COMPANIES, {"ids": whole})
+        }
+    approach_ids = sorted(aid for window in parts.values() for aid in window.approach_ids)
+    for start in range(0, len(approach_ids), CHUNK):
+        for row in connection.execute(_STORED_BY_IDS, {"ids": approach_ids[start : start + CHUNK]}):
+            # planned before the rebuild began: an approach may have moved since, with a record
+            if row.company_id in parts:
+                stored[row.group_key] = row
     missing = [key for key in keys if key not in stored]
     for start in range(0, len(missing), CHUNK):
         part = missing[start : start + CHUNK]

@@ -1,15 +1,19 @@
 """The sync engine: runs connectors, stores their batches, and drives the pipeline stages.
 
 Per batch, in ONE transaction: the records, their quarantine, the identity links, the touched
-companies (``dirtycompany``) and the connector's new cursor. After the source (and on the way
-when it touches very many companies) each touched company's display fields and approaches are
-rebuilt once, in chunks, each chunk marking its companies rebuilt in the same transaction: a
-company with records in many batches is rebuilt once, not once per batch. At the end of the run
-the coordination rules are applied to every touched company, and the companies leave
-``dirtycompany`` in that transaction. A crash at any point therefore loses nothing and
-duplicates nothing: the next run first rebuilds the companies still in ``dirtycompany`` (and
-evaluates them at its end), then re-reads from the last committed cursor, and re-read records
-are recognised by their content hash. One failing source does not stop the others.
+companies (``dirtycompany``) and the connector's new cursor. After the last source of the run
+(and on the way when the run has touched very many companies) each touched company's display
+fields and approaches are rebuilt once, in chunks, each chunk marking its companies rebuilt in
+the same transaction: a company with records in many batches, or from many sources, is rebuilt
+once per run, not once per batch or per source (only the approaches the run's changes can
+affect are re-derived: ``approach_building.plan_rebuild``). The sources' outcomes are recorded
+after that rebuild (a source whose companies could not be rebuilt is recorded as failed). At
+the end of the run the coordination rules are applied to every touched company, and the
+companies leave ``dirtycompany`` in that transaction. A crash at any point therefore loses
+nothing and duplicates nothing: the next run first rebuilds the companies still in
+``dirtycompany`` whole (and evaluates them at its end), then re-reads from the last committed
+cursor, and re-read records are recognised by their content hash. One failing source does not
+stop the others.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.base import Connector, ConnectorError
-from coordination.approach_building import rebuild_approaches
+from coordination.approach_building import Window, plan_rebuild, rebuild_approaches
 from coordination.config import Config, ConfigError, SourceConfig
 from coordination.db import session_scope
 from coordination.flagging import evaluate_companies
@@ -48,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Companies rebuilt per transaction: bounds the transaction and the records held in memory.
 REBUILD_CHUNK = 500
-# A source that has touched this many companies rebuilds them before it goes on.
+# A run that has touched this many companies not yet rebuilt rebuilds them before it goes on.
 REBUILD_AFTER = 50_000
 
 _DIRTY = DirtyCompany.__table__
@@ -67,6 +71,10 @@ class SourceOutcome:
     counts: BatchCounts
     error: str | None = None
     seconds: float = 0.0
+    # the companies the source touched (for a failed rebuild) and its sync-run entry
+    touched: set[int] = dataclasses.field(default_factory=set, repr=False)
+    entry_id: int | None = dataclasses.field(default=None, repr=False)
+    source_id: int | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
@@ -155,11 +163,25 @@ class SyncEngine:
         with Session(self.engine) as session:
             stage = IdentityStage(session)
         outcomes = []
+        pending: set[int] = set()  # committed in dirtycompany, not yet rebuilt
+        changed: set[int] = set()  # the records stored new or changed by this run
         for sc in sources:
             if self.stop.is_set():
                 break
-            outcome = self._sync_source(run_id, sc, source_ids[sc.name], stage, touched, progress)
+            outcome = self._sync_source(
+                run_id, sc, source_ids[sc.name], stage, touched, pending, changed, progress
+            )
             outcomes.append(outcome)
+        # Once per run: a company touched by several sources is rebuilt once.
+        try:
+            self._rebuild(pending, changed)
+        except Exception as exc:  # the companies stay in dirtycompany for the next run
+            log.exception("rebuilding the touched companies failed")
+            for o in outcomes:
+                if o.status == "succeeded" and o.touched & pending:
+                    o.status, o.error = "failed", f"{type(exc).__name__}: {exc}"
+        for o in outcomes:
+            self._finish(o)
         # The end of the run: every company whose approaches may have changed is evaluated.
         with session_scope(self.engine) as session:
             raised = evaluate_companies(
@@ -193,8 +215,12 @@ class SyncEngine:
         source_id: int,
         stage: IdentityStage,
         touched: set[int],
+        pending: set[int],
+        changed: set[int],
         progress: Progress | None,
     ) -> SourceOutcome:
+        """Fetch, store and link one source; its companies join ``pending`` (rebuilt by the
+        run) and ``touched``. Its outcome is recorded by the run after the rebuild."""
         started = time.monotonic()
         counts = BatchCounts()
         with session_scope(self.engine) as session:
@@ -208,15 +234,16 @@ class SyncEngine:
             # Shown at once (a slow first page would otherwise leave the source invisible), and
             # the display measures the source's rate from here.
             progress(sc.name, counts)
-        pending: set[int] = set()  # committed in dirtycompany, not yet rebuilt
+        mine: set[int] = set()
         try:
             connector = sc.build_connector(self.registry)
             for batch in connector.read(state):
-                affected = self._store(sc, source_id, batch, stage, counts, pending)
+                affected = self._store(sc, source_id, batch, stage, counts, pending, changed)
                 pending |= affected
                 touched |= affected
+                mine |= affected
                 if len(pending) >= REBUILD_AFTER:
-                    self._rebuild(pending)
+                    self._rebuild(pending, changed)
                 if progress:
                     progress(sc.name, counts)
                 if self.stop.is_set():
@@ -227,27 +254,13 @@ class SyncEngine:
         except Exception as exc:  # a bug or a database error: record it, go on with the others
             log.exception("source %s failed", sc.name)
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-        try:
-            self._rebuild(pending)
-        except Exception as exc:  # the companies stay in dirtycompany for the next run
-            log.exception("rebuilding the companies of source %s failed", sc.name)
-            if status == "succeeded":
-                status, error = "failed", f"{type(exc).__name__}: {exc}"
-        self._finish(entry_id, source_id, status, error, counts)
-        log.info(
-            "source=%s status=%s fetched=%d new=%d updated=%d unchanged=%d quarantined=%d%s",
-            sc.name,
-            status,
-            counts.fetched,
-            counts.new,
-            counts.updated,
-            counts.unchanged,
-            counts.quarantined,
-            f" error={error!r}" if error else "",
+        return SourceOutcome(
+            sc.name, status, counts, error, time.monotonic() - started, mine, entry_id, source_id
         )
-        return SourceOutcome(sc.name, status, counts, error, time.monotonic() - started)
 
-    def _store(self, sc, source_id, batch, stage, counts: BatchCounts, pending) -> set[int]:
+    def _store(
+        self, sc, source_id, batch, stage, counts: BatchCounts, pending, changed: set[int]
+    ) -> set[int]:
         """Store one batch and link its records; returns the companies it touched (they are
         in dirtycompany once this returns)."""
         # The index mirrors committed companies only; rebuild it if this transaction fails.
@@ -263,6 +276,7 @@ class SyncEngine:
                 stage.__init__(session)
             raise
         counts.add(stored.counts)
+        changed.update(stored.changed_record_ids)
         return affected
 
     def _catch_up(self) -> set[int]:
@@ -275,35 +289,61 @@ class SyncEngine:
             self._rebuild({cid for cid, rebuilt in left.items() if not rebuilt})
         return set(left)
 
-    def _rebuild(self, pending: set[int]) -> None:
-        """Rebuild ``pending`` in chunks, one transaction each; rebuilt ones leave the set."""
+    def _rebuild(self, pending: set[int], changed: set[int] | None = None) -> None:
+        """Rebuild ``pending`` in chunks, one transaction each; rebuilt ones leave the set.
+        With ``changed`` (every record this run stored new or changed) only the approaches those
+        changes can affect are re-derived (``plan_rebuild``); without it (the companies an
+        interrupted run left, whose changes are not known) the companies are rebuilt whole."""
         ids = sorted(pending)
         tolerance = self.config.rules.joint_date_tolerance_days
+        windows = None
+        if changed is not None and ids:
+            # All planned before any is rebuilt: a rebuild relinks the records that moved.
+            with Session(self.engine) as session:
+                windows = plan_rebuild(session, ids, changed, tolerance)
         for start in range(0, len(ids), REBUILD_CHUNK):
             chunk = ids[start : start + REBUILD_CHUNK]
             with session_scope(self.engine) as session:
-                rebuild_companies(session, chunk, tolerance)
+                rebuild_companies(session, chunk, tolerance, windows)
             pending.difference_update(chunk)
 
-    def _finish(self, entry_id, source_id, status, error, counts: BatchCounts) -> None:
+    def _finish(self, outcome: SourceOutcome) -> None:
+        status, error, counts = outcome.status, outcome.error, outcome.counts
         with session_scope(self.engine) as session:
-            entry = session.get(SyncRunSource, entry_id)
+            entry = session.get(SyncRunSource, outcome.entry_id)
             entry.status = status
             entry.error = error
             entry.finished_at = utcnow()
             for field in dataclasses.fields(counts):
                 setattr(entry, field.name, getattr(counts, field.name))
-            source = session.get(Source, source_id)
+            source = session.get(Source, outcome.source_id)
             source.last_status = status
             if status == "succeeded":
                 source.last_success_at = utcnow()
+        log.info(
+            "source=%s status=%s fetched=%d new=%d updated=%d unchanged=%d quarantined=%d%s",
+            outcome.name,
+            status,
+            counts.fetched,
+            counts.new,
+            counts.updated,
+            counts.unchanged,
+            counts.quarantined,
+            f" error={error!r}" if error else "",
+        )
 
 
-def rebuild_companies(session: Session, company_ids: list[int], tolerance_days: int) -> None:
-    """Display fields and approaches of ``company_ids`` follow their records; they are marked
-    rebuilt in dirtycompany in the same transaction."""
+def rebuild_companies(
+    session: Session,
+    company_ids: list[int],
+    tolerance_days: int,
+    windows: Mapping[int, Window] | None = None,
+) -> None:
+    """Display fields and approaches of ``company_ids`` follow their records (the approaches
+    in their ``windows`` where they have one); they are marked rebuilt in dirtycompany in the
+    same transaction."""
     refresh_companies(session, company_ids)
-    rebuild_approaches(session, company_ids, tolerance_days)
+    rebuild_approaches(session, company_ids, tolerance_days, windows)
     session.execute(_REBUILT, {"ids": list(company_ids)})
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 import coordination.sync as sync_module
-from coordination.models import DirtyCompany
+from coordination.models import DirtyCompany, Source, SyncRun
 from tests.integration.conftest import (
     CRM,
     FAST_RETRIES,
@@ -111,13 +111,13 @@ def test_a_crash_between_the_batches_and_their_rebuild_leaves_no_approach_missin
     rebuild = sync_module.rebuild_companies
     calls = []
 
-    def crash_on_the_second_source(*args):
+    def crash_on_the_first_rebuild(*args):
         calls.append(args)
-        if len(calls) == 2:  # the first source is rebuilt; the second one's batches are stored
+        if len(calls) == 1:  # every source's batches are stored; the run's rebuild starts
             raise _Crash
         return rebuild(*args)
 
-    monkeypatch.setattr(sync_module, "rebuild_companies", crash_on_the_second_source)
+    monkeypatch.setattr(sync_module, "rebuild_companies", crash_on_the_first_rebuild)
     with pytest.raises(_Crash):
         sync(config, engine)
     monkeypatch.undo()
@@ -129,6 +129,39 @@ def test_a_crash_between_the_batches_and_their_rebuild_leaves_no_approach_missin
     result = sync(config, engine)
     assert result.ok
     assert outcome(result, SOURCE_NAMES[1]).counts.new == 0  # nothing re-read to rebuild from
+    assert snapshot(engine) == clean
+    assert _dirty_companies(engine) == 0
+
+
+def test_a_failing_rebuild_is_reported_and_its_companies_are_finished_by_the_next_run(
+    config, engine, fakes, jobcenter_exports, clean, monkeypatch
+):
+    def failing_rebuild(*args):
+        raise RuntimeError("the rebuild broke")
+
+    monkeypatch.setattr(sync_module, "rebuild_companies", failing_rebuild)
+    result = sync(config, engine)
+    monkeypatch.undo()
+
+    assert not result.ok
+    recorded = run_sources(engine, result.run_id)
+    assert set(recorded) == set(SOURCE_NAMES)
+    for name in SOURCE_NAMES:  # every source touched companies that were not rebuilt
+        assert outcome(result, name).status == "failed"
+        assert recorded[name].status == "failed"
+        assert recorded[name].error == "RuntimeError: the rebuild broke"
+        assert recorded[name].finished_at is not None
+    with Session(engine) as session:
+        run = session.get(SyncRun, result.run_id)
+        assert run.status == "failed"
+        assert all(s.last_status == "failed" for s in session.execute(select(Source)).scalars())
+        assert all(s.last_success_at is None for s in session.execute(select(Source)).scalars())
+    failed = snapshot(engine)
+    assert failed.records_of(CRM) and not failed.approaches
+    assert _dirty_companies(engine) > 0
+
+    result = sync(config, engine)
+    assert result.ok
     assert snapshot(engine) == clean
     assert _dirty_companies(engine) == 0
 
