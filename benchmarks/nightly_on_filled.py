@@ -195,16 +195,18 @@ def _sqlite_connection(path: Path):
 
 
 def prepare_step(url: str) -> dict[str, Any]:
-    """The database as a nightly run finds it: report facts built, the API sources' cursors at
+    """The database as a nightly run finds it: migrated to the code's schema (a database filled
+    before a newer migration gets it), report facts built, the API sources' cursors at
     yesterday; and its size."""
     from sqlalchemy import func, select, text
 
     from connectors.odata_crm import STATE_KEY as CRM_CURSOR
     from connectors.rest_json import STATE_KEY as VEU_CURSOR
-    from coordination.db import make_engine, session_scope
+    from coordination.db import make_engine, session_scope, upgrade
     from coordination.models import Approach, Company, Organisation, Source, SourceRecord
     from coordination.reports.facts import facts_built, refresh_report_facts
 
+    upgrade(url)
     engine = make_engine(url)
     out: dict[str, Any] = {}
     with session_scope(engine) as session:

@@ -417,26 +417,9 @@ def _insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     )
 
 
+# What a new delivery of a known record may change: all but its identity and first sighting.
 _UPDATABLE = [
-    "content_hash",
-    "status",
-    "approach_date",
-    "channel",
-    "purpose",
-    "cvr_raw",
-    "cvr",
-    "p_number",
-    "company_name",
-    "address",
-    "postcode",
-    "city",
-    "consultant_name",
-    "consultant_email",
-    "joint_with",
-    "notes",
-    "payload",
-    "modified_at",
-    "last_seen_at",
+    name for name in _RECORD_COLUMNS if name not in ("source_id", "external_id", "first_seen_at")
 ]
 
 
