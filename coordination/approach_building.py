@@ -36,6 +36,7 @@ from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
 from coordination.copy_rows import insert_rows
+from coordination.db import int_list
 from coordination.models import (
     Approach,
     ApproachOrganisation,
@@ -67,12 +68,6 @@ _DERIVED = (
 )
 
 
-def _ids(name: str = "ids"):
-    """An IN-list of integers rendered into the SQL text: thousands of bound parameters cost
-    the driver more than the statement itself (psycopg parses the query for them)."""
-    return bindparam(name, expanding=True, literal_execute=True)
-
-
 # Built once: the compiled-statement cache then skips building them per call.
 _RECORDS_OF = (
     select(
@@ -92,24 +87,24 @@ _RECORDS_OF = (
     .join(Organisation, Organisation.id == Source.organisation_id)
     .where(_RECORD.c.status.in_(COUNTING_STATUSES))
 )
-_RECORDS_BY_IDS = _RECORDS_OF.where(_RECORD.c.id.in_(_ids("record_ids")))
-_RECORDS_OF = _RECORDS_OF.where(_RECORD.c.company_id.in_(_ids()))
+_RECORDS_BY_IDS = _RECORDS_OF.where(_RECORD.c.id.in_(int_list("record_ids")))
+_RECORDS_OF = _RECORDS_OF.where(_RECORD.c.company_id.in_(int_list()))
 _STORED_COLUMNS = (_APPROACH.c.id, _APPROACH.c.group_key, *(_APPROACH.c[n] for n in _DERIVED))
-_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(_APPROACH.c.company_id.in_(_ids()))
-_STORED_BY_IDS = select(*_STORED_COLUMNS).where(_APPROACH.c.id.in_(_ids()))
-_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(_APPROACH.c.group_key.in_(_ids("keys")))
+_STORED_OF_COMPANIES = select(*_STORED_COLUMNS).where(_APPROACH.c.company_id.in_(int_list()))
+_STORED_BY_IDS = select(*_STORED_COLUMNS).where(_APPROACH.c.id.in_(int_list()))
+_STORED_BY_KEYS = select(*_STORED_COLUMNS).where(_APPROACH.c.group_key.in_(int_list("keys")))
 _LINKS_OF = select(_LINKS.c.source_record_id, _LINKS.c.approach_id).where(
-    _LINKS.c.approach_id.in_(_ids())
+    _LINKS.c.approach_id.in_(int_list())
 )
 _ORGS_OF = select(_ORGS.c.approach_id, _ORGS.c.organisation_id).where(
-    _ORGS.c.approach_id.in_(_ids())
+    _ORGS.c.approach_id.in_(int_list())
 )
-_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(_LINKS.c.source_record_id.in_(_ids()))
-_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(_LINKS.c.approach_id.in_(_ids()))
-_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(_ids()))
-_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(_ids()))
+_DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(_LINKS.c.source_record_id.in_(int_list()))
+_DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(_LINKS.c.approach_id.in_(int_list()))
+_DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(int_list()))
+_DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(int_list()))
 _IDS_BY_KEYS = select(_APPROACH.c.group_key, _APPROACH.c.id).where(
-    _APPROACH.c.group_key.in_(_ids("keys"))
+    _APPROACH.c.group_key.in_(int_list("keys"))
 )
 _NEXT_APPROACH_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('approach', 'id')) FROM generate_series(1, :n)"
@@ -123,12 +118,12 @@ _UPDATE_APPROACH = (
 
 # for the plan: light rows only (no JSON, no strings)
 _APPROACH_DATES = select(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date).where(
-    _APPROACH.c.company_id.in_(_ids())
+    _APPROACH.c.company_id.in_(int_list())
 )
 _RECORD_DATES = (
     select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date, _LINKS.c.approach_id)
     .select_from(_RECORD.outerjoin(_LINKS, _LINKS.c.source_record_id == _RECORD.c.id))
-    .where(_RECORD.c.company_id.in_(_ids()), _RECORD.c.status.in_(COUNTING_STATUSES))
+    .where(_RECORD.c.company_id.in_(int_list()), _RECORD.c.status.in_(COUNTING_STATUSES))
 )
 # stored approaches holding a record that no longer counts for their company
 _LOSING = (
@@ -140,7 +135,7 @@ _LOSING = (
         )
     )
     .where(
-        _APPROACH.c.company_id.in_(_ids()),
+        _APPROACH.c.company_id.in_(int_list()),
         or_(
             _RECORD.c.id.is_(None),
             _RECORD.c.company_id.is_(None),

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import BindParameter, Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -68,3 +68,10 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+def int_list(name: str = "ids") -> BindParameter:
+    """An expanding IN-list parameter of integers, rendered into the SQL text when executed:
+    thousands of bound parameters cost the driver more than the statement itself (psycopg
+    parses the query for them). Integers only: the values become SQL literals."""
+    return bindparam(name, expanding=True, literal_execute=True)

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from coordination.config import Rules
+from coordination.db import int_list
 from coordination.models import (
     Approach,
     Flag,
@@ -35,12 +36,6 @@ _EVENT = FlagEvent.__table__
 _CHECK = PriorContactCheck.__table__
 
 
-def _ids(name: str = "ids"):
-    """An IN-list of integers rendered into the SQL text: thousands of bound parameters cost
-    the driver more than the statement itself (psycopg parses the query for them)."""
-    return bindparam(name, expanding=True, literal_execute=True)
-
-
 # Built once: the compiled-statement cache then skips building them per chunk.
 _APPROACHES_OF = select(
     _APPROACH.c.id,
@@ -50,15 +45,15 @@ _APPROACHES_OF = select(
     _APPROACH.c.joint,
     _APPROACH.c.coordinated,
 ).where(
-    _APPROACH.c.company_id.in_(_ids()),
+    _APPROACH.c.company_id.in_(int_list()),
     _APPROACH.c.date <= bindparam("today"),
 )
 _CHECKS_OF = (
     select(_CHECK.c.company_id, _CHECK.c.checked_at, Organisation.name)
     .join(Organisation, Organisation.id == _CHECK.c.organisation_id)
-    .where(_CHECK.c.company_id.in_(_ids()))
+    .where(_CHECK.c.company_id.in_(int_list()))
 )
-_FLAGS_OF = select(_FLAG).where(_FLAG.c.company_id.in_(_ids()))
+_FLAGS_OF = select(_FLAG).where(_FLAG.c.company_id.in_(int_list()))
 _SET_COORDINATED = (
     update(_APPROACH)
     .where(_APPROACH.c.id == bindparam("b_id"))

@@ -35,6 +35,7 @@ from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
 from coordination.copy_rows import insert_rows
+from coordination.db import int_list
 from coordination.identity.contacts import contact_key
 from coordination.identity.normalise import (
     normalise_company_name,
@@ -93,9 +94,8 @@ def record_key_of(row) -> str:
     return record_key(company_ref_of(row))
 
 
-# Statements built once, with their integer IN-lists rendered into the SQL text: thousands of
-# bound parameters cost the driver more than the statement itself (psycopg parses the query).
-_IDS = bindparam("ids", expanding=True, literal_execute=True)
+# Statements built once (the compiled-statement cache then skips building them per call).
+_IDS = int_list()
 _MANUAL_LINKS_OF = select(_LINK.c.source_record_id, _LINK.c.company_id).where(
     _LINK.c.source_record_id.in_(_IDS), _LINK.c.decided_by.is_not(None)
 )
@@ -457,12 +457,10 @@ class IdentityStage:
             session.execute(insert(table), fresh)
 
 
-_DELETE_LINKS_OF_RECORDS = delete(_LINK).where(
-    _LINK.c.source_record_id.in_(bindparam("ids", expanding=True, literal_execute=True))
-)
+_DELETE_LINKS_OF_RECORDS = delete(_LINK).where(_LINK.c.source_record_id.in_(_IDS))
 _RECORDS_FOLLOW_LINKS = (
     update(_RECORD)
-    .where(_RECORD.c.id.in_(bindparam("ids", expanding=True, literal_execute=True)))
+    .where(_RECORD.c.id.in_(_IDS))
     .values(
         company_id=select(_LINK.c.company_id)
         .where(_LINK.c.source_record_id == _RECORD.c.id)
@@ -640,21 +638,17 @@ _REFRESH_COLUMNS = (
         for field in ("name", "email", "phone")
     ),
 )
-_RECORDS_OF_COMPANIES = select(*_REFRESH_COLUMNS).where(
-    _RECORD.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True))
-)
+_RECORDS_OF_COMPANIES = select(*_REFRESH_COLUMNS).where(_RECORD.c.company_id.in_(_IDS))
 _DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
 _DISPLAY_OF_COMPANIES = select(_COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED)).where(
-    _COMPANY.c.id.in_(bindparam("ids", expanding=True, literal_execute=True))
+    _COMPANY.c.id.in_(_IDS)
 )
 _UPDATE_DISPLAY = (
     update(_COMPANY)
     .where(_COMPANY.c.id == bindparam("b_id"))
     .values({name: bindparam(f"b_{name}") for name in _DISPLAYED})
 )
-_PERSONS_OF_COMPANIES = select(_PERSON).where(
-    _PERSON.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True))
-)
+_PERSONS_OF_COMPANIES = select(_PERSON).where(_PERSON.c.company_id.in_(_IDS))
 _PERSON_FIELDS = ("name", "email", "phone", "last_seen_on")
 _UPDATE_PERSON = (
     update(_PERSON)

@@ -24,14 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.base import Connector, ConnectorError
 from coordination.approach_building import Window, plan_rebuild, rebuild_approaches
 from coordination.config import Config, ConfigError, SourceConfig
-from coordination.db import session_scope
+from coordination.db import int_list, session_scope
 from coordination.flagging import evaluate_companies
 from coordination.gc_relaxed import relaxed_gc
 from coordination.identity.normalise import normalise_organisation_name
@@ -56,11 +56,7 @@ REBUILD_CHUNK = 500
 REBUILD_AFTER = 50_000
 
 _DIRTY = DirtyCompany.__table__
-_REBUILT = (
-    update(_DIRTY)
-    .where(_DIRTY.c.company_id.in_(bindparam("ids", expanding=True, literal_execute=True)))
-    .values(rebuilt=True)
-)
+_REBUILT = update(_DIRTY).where(_DIRTY.c.company_id.in_(int_list())).values(rebuilt=True)
 _EVALUATED = delete(_DIRTY).where(_DIRTY.c.rebuilt.is_(True))
 
 
