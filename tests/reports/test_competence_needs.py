@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 from sqlalchemy import delete, func, select
-from sqlmodel import Session
 
 from coordination.models import ApproachRecord, Need, ReportFactState
 from coordination.needs.codelists import load_codelists
@@ -24,22 +23,6 @@ CNC = b.need("upskilling", "CNC", "komp:cnc")
 LEAN = b.need("upskilling", "Lean", "komp:lean")
 WELDER = b.need("recruitment", "Svejser", "disco:7212")
 SMITH = b.need("recruitment", "Smed", "disco:7214")
-
-
-@pytest.fixture
-def session(engine):
-    with Session(engine) as session:
-        yield session
-
-
-@pytest.fixture
-def jobcenter(session):
-    return b.source(session, b.organisation(session, "Jobcenter Herning", "jobcenter", "657"))
-
-
-@pytest.fixture
-def veu(session):
-    return b.source(session, b.organisation(session, "VEU-center Vest", "veu"))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 from sqlalchemy import delete
-from sqlmodel import Session
 
 from coordination.config import Rules
 from coordination.flagging import evaluate_companies
@@ -22,12 +21,6 @@ from tests.reports import builders as b
 
 YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
 JUNE = dt.date(2025, 6, 10)
-
-
-@pytest.fixture
-def session(engine):
-    with Session(engine) as session:
-        yield session
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import delete, select
-from sqlmodel import Session
 
 from coordination.models import (
     Approach,
@@ -26,22 +25,6 @@ YEAR = Period(dt.date(2025, 1, 1), dt.date(2025, 12, 31))
 MARCH = dt.date(2025, 3, 14)
 WELDING = b.need("upskilling", "Svejsning", "komp:svejsning")
 CNC = b.need("upskilling", "CNC", "komp:cnc")
-
-
-@pytest.fixture
-def session(engine):
-    with Session(engine) as session:
-        yield session
-
-
-@pytest.fixture
-def jobcenter(session):
-    return b.source(session, b.organisation(session, "Jobcenter Herning", "jobcenter", "657"))
-
-
-@pytest.fixture
-def veu(session):
-    return b.source(session, b.organisation(session, "VEU-center Vest", "veu"))
 
 
 def stored_facts(session) -> list[tuple]:
