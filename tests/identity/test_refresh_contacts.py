@@ -46,24 +46,29 @@ def _records(source_id: int, company_id: int) -> list[SourceRecord]:
     ]
 
 
+def _company_with_records(session) -> int:
+    """A company with the records of ``_records`` from one source; its id."""
+    organisation = Organisation(name="Jobcenter Aarhus", name_key="jobcenter aarhus", type="x")
+    session.add(organisation)
+    session.flush()
+    source = Source(name="s", kind="csv_drop", organisation_id=organisation.id)
+    company = Company(name="Holm Byg", name_key="holm byg")
+    session.add_all([source, company])
+    session.flush()
+    session.add_all(_records(source.id, company.id))
+    return company.id
+
+
 def test_contact_persons_are_merged_from_the_records_and_anonymised_ones_stay(engine):
     with session_scope(engine) as session:
-        organisation = Organisation(name="Jobcenter Aarhus", name_key="jobcenter aarhus", type="x")
-        session.add(organisation)
-        session.flush()
-        source = Source(name="s", kind="csv_drop", organisation_id=organisation.id)
-        company = Company(name="Holm Byg", name_key="holm byg")
-        session.add_all([source, company])
-        session.flush()
-        session.add_all(_records(source.id, company.id))
+        company_id = _company_with_records(session)
         session.add(
             ContactPerson(
-                company_id=company.id,
+                company_id=company_id,
                 person_key="email:gemt@x.dk",
                 anonymised_at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
             )
         )
-        company_id = company.id
     with session_scope(engine) as session:
         refresh_companies(session, [company_id])
 
@@ -90,15 +95,7 @@ def test_a_second_refresh_of_unchanged_records_writes_nothing(engine):
     from sqlalchemy import event
 
     with session_scope(engine) as session:
-        organisation = Organisation(name="Jobcenter Aarhus", name_key="jobcenter aarhus", type="x")
-        session.add(organisation)
-        session.flush()
-        source = Source(name="s", kind="csv_drop", organisation_id=organisation.id)
-        company = Company(name="Holm Byg", name_key="holm byg")
-        session.add_all([source, company])
-        session.flush()
-        session.add_all(_records(source.id, company.id))
-        company_id = company.id
+        company_id = _company_with_records(session)
     with session_scope(engine) as session:
         refresh_companies(session, [company_id])
     with Session(engine) as session:

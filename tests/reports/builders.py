@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import functools
 import itertools
+import shutil
 from collections.abc import Sequence
 
 from sqlmodel import Session
@@ -204,3 +205,15 @@ def flag(
     session.add(row)
     session.flush()
     return row
+
+
+def herning_moves_to_oestjylland(directory, valid_from: dt.date):
+    """The shipped code lists copied into ``directory`` with a made-up reform: from
+    ``valid_from`` RAR Østjylland also holds Herning (657)."""
+    shutil.copytree(load_codelists().directory, directory)
+    with (directory / "areas.toml").open("a", encoding="utf-8") as areas:
+        areas.write(
+            '\n[[area]]\nid = "rar-oestjylland"\nname = "RAR Østjylland"\n'
+            f'valid_from = {valid_from.isoformat()}\nmunicipalities = ["657", "751"]\n'
+        )
+    return load_codelists(directory)

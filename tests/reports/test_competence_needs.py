@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import shutil
 
 import pytest
 from sqlalchemy import delete, func, select
 
 from coordination.models import ApproachRecord, Need, ReportFactState
-from coordination.needs.codelists import load_codelists
 from coordination.reports import Period, ReportRequestError
 from coordination.reports.competence_needs import CompetenceNeedsRequest, competence_needs_report
 from coordination.reports.facts import refresh_report_facts
@@ -192,14 +190,7 @@ def test_a_council_area_counts_a_municipality_only_while_it_belonged_to_it(
     session, jobcenter, tmp_path
 ):
     # From 1 July 2025 Herning (657) moves to RAR Østjylland in this made-up reform.
-    directory = tmp_path / "codelists"
-    shutil.copytree(load_codelists().directory, directory)
-    with (directory / "areas.toml").open("a", encoding="utf-8") as areas:
-        areas.write(
-            '\n[[area]]\nid = "rar-oestjylland"\nname = "RAR Østjylland"\n'
-            'valid_from = 2025-07-01\nmunicipalities = ["657", "751"]\n'
-        )
-    reformed = load_codelists(directory)
+    reformed = b.herning_moves_to_oestjylland(tmp_path / "codelists", dt.date(2025, 7, 1))
     companies_with(session, jobcenter, [WELDING], municipality="657", on=dt.date(2025, 3, 1))
     companies_with(session, jobcenter, [CNC], municipality="657", on=dt.date(2025, 9, 1))
     found = report(session, "rar-oestjylland", codelists=reformed)
@@ -285,14 +276,7 @@ def test_a_municipality_that_joins_an_area_mid_month_counts_from_that_day(
     session, jobcenter, veu, vaeksthus, tmp_path
 ):
     # From 15 March 2025 Herning (657) moves to RAR Østjylland in this made-up reform.
-    directory = tmp_path / "codelists"
-    shutil.copytree(load_codelists().directory, directory)
-    with (directory / "areas.toml").open("a", encoding="utf-8") as areas:
-        areas.write(
-            '\n[[area]]\nid = "rar-oestjylland"\nname = "RAR Østjylland"\n'
-            'valid_from = 2025-03-15\nmunicipalities = ["657", "751"]\n'
-        )
-    reformed = load_codelists(directory)
+    reformed = b.herning_moves_to_oestjylland(tmp_path / "codelists", dt.date(2025, 3, 15))
     busy_companies(session, [jobcenter, veu, vaeksthus])
     for group_by in ("sector", "municipality", "organisation_type"):
         for period in (YEAR, Period(dt.date(2025, 2, 1), dt.date(2025, 6, 30))):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import shutil
 
 import pytest
 from sqlalchemy import delete
@@ -13,7 +12,6 @@ from sqlalchemy import delete
 from coordination.config import Rules
 from coordination.flagging import evaluate_companies
 from coordination.models import ReportFactState
-from coordination.needs.codelists import load_codelists
 from coordination.reports import Period
 from coordination.reports.coordination_report import CoordinationRequest, coordination_report
 from coordination.reports.facts import refresh_report_facts
@@ -281,14 +279,7 @@ def test_a_municipality_that_joins_an_area_mid_period_counts_from_that_day(
     session, sources, organisations, tmp_path
 ):
     # From 15 March 2025 Herning (657) moves to RAR Østjylland in this made-up reform.
-    directory = tmp_path / "codelists"
-    shutil.copytree(load_codelists().directory, directory)
-    with (directory / "areas.toml").open("a", encoding="utf-8") as areas:
-        areas.write(
-            '\n[[area]]\nid = "rar-oestjylland"\nname = "RAR Østjylland"\n'
-            'valid_from = 2025-03-15\nmunicipalities = ["657", "751"]\n'
-        )
-    reformed = load_codelists(directory)
+    reformed = b.herning_moves_to_oestjylland(tmp_path / "codelists", dt.date(2025, 3, 15))
     busy_companies(session, sources, organisations)
     for area in ("rar-oestjylland", "rar-vestjylland", "region-midtjylland"):
         report(session, area, codelists=reformed)
