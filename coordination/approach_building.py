@@ -31,7 +31,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Set
 
-from sqlalchemy import bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
@@ -103,12 +103,6 @@ _DELETE_LINKS_OF_RECORDS = delete(_LINKS).where(_LINKS.c.source_record_id.in_(in
 _DELETE_LINKS_OF_APPROACHES = delete(_LINKS).where(_LINKS.c.approach_id.in_(int_list()))
 _DELETE_ORGS_OF = delete(_ORGS).where(_ORGS.c.approach_id.in_(int_list()))
 _DELETE_APPROACHES = delete(_APPROACH).where(_APPROACH.c.id.in_(int_list()))
-_IDS_BY_KEYS = select(_APPROACH.c.group_key, _APPROACH.c.id).where(
-    _APPROACH.c.group_key.in_(int_list("keys"))
-)
-_NEXT_APPROACH_IDS = text(
-    "SELECT nextval(pg_get_serial_sequence('approach', 'id')) FROM generate_series(1, :n)"
-)
 _UPDATE_APPROACH = (
     update(_APPROACH)
     .where(_APPROACH.c.id == bindparam("b_id"))
@@ -360,22 +354,9 @@ def _write_approaches(connection, wanted: dict, stored: dict) -> dict[int, int]:
         for key, (values, _) in wanted.items()
         if key not in stored
     ]
-    if fresh and connection.dialect.name == "postgresql":
-        # Ids from the sequence first, then the rows by COPY (no INSERT ... RETURNING of
-        # thousands of rows, which costs psycopg more than the database).
-        ids = connection.execute(_NEXT_APPROACH_IDS, {"n": len(fresh)}).scalars().all()
-        for row, approach_id in zip(fresh, ids, strict=True):
-            row["id"] = approach_id
-            approach_of[row["group_key"]] = approach_id
-        insert_rows(connection, _APPROACH, fresh)
-    elif fresh:
-        # INSERT ... RETURNING in parameter order runs one statement per row on SQLite; the
-        # group keys are unique, so the ids are read back by them instead.
-        connection.execute(insert(_APPROACH), fresh)
-        keys = [row["group_key"] for row in fresh]
-        for start in range(0, len(keys), CHUNK):
-            part = {"keys": keys[start : start + CHUNK]}
-            approach_of.update(connection.execute(_IDS_BY_KEYS, part).all())
+    ids = insert_rows(connection, _APPROACH, fresh, returning_ids=True)
+    for row, approach_id in zip(fresh, ids, strict=True):
+        approach_of[row["group_key"]] = approach_id
     changed = [
         {"b_id": stored[key].id, **{f"b_{k}": v for k, v in values.items()}}
         for key, (values, _) in wanted.items()

@@ -18,10 +18,13 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Table
 
 
-def insert_rows(connection: Connection, table: Table, rows: Sequence[dict]) -> None:
-    """Insert ``rows`` (dicts with the same keys, naming columns of ``table``)."""
+def insert_rows(
+    connection: Connection, table: Table, rows: Sequence[dict], returning_ids: bool = False
+) -> list[int]:
+    """Insert ``rows`` (dicts with the same keys, naming columns of ``table``); the new ids in
+    the order of ``rows`` when ``returning_ids``."""
     if not rows:
-        return
+        return []
     names = tuple(rows[0])
     as_json = [isinstance(table.c[name].type, JSON) for name in names]
     values = [
@@ -31,7 +34,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[dict]) -> N
         )
         for row in rows
     ]
-    bulk_insert(connection, table, names, values)
+    return bulk_insert(connection, table, names, values, returning_ids)
 
 
 def bulk_insert(
@@ -41,8 +44,8 @@ def bulk_insert(
     values: list[tuple],
     returning_ids: bool = False,
 ) -> list[int]:
-    """Insert ``values`` (tuples in the order of ``names``) into ``table`` on the session's
-    connection, in its transaction, without SQLAlchemy's per-row statement machinery; the new
+    """Insert ``values`` (tuples in the order of ``names``) into ``table`` in the
+    connection's transaction, without SQLAlchemy's per-row statement machinery; the new
     ids in the order of ``values`` when ``returning_ids``. JSON columns take JSON text; other
     values go through their column type's bind processing as with SQLAlchemy.
 
