@@ -434,7 +434,22 @@ class ReportApproachFact(SQLModel, table=True):
 
 class ReportFactState(SQLModel, table=True):
     """One row once the report facts have been built for every company; from then on they are
-    kept current per company and the reports read them."""
+    kept current per company and the reports read them. ``version`` changes (to a new random
+    token, never reused) with every change of the facts: it keys the cached report results."""
 
     id: int = Field(default=1, primary_key=True)
     built_at: dt.datetime = Field(default_factory=utcnow)
+    version: str = Field(default="0", max_length=32)
+
+
+class ReportCache(SQLModel, table=True):
+    """A report result computed from the report facts of one ``version``, shared by every worker
+    and machine: ``key`` hashes the report kind and its normalised parameters. A row of another
+    version than the facts' current one is stale and is never read. Kept by
+    ``coordination.reports.cache`` only."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=40)
+    version: str = Field(max_length=32)
+    result: str  # JSON
+    created_at: dt.datetime = Field(default_factory=utcnow)

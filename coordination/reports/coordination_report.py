@@ -69,6 +69,7 @@ from coordination.reports import (
     resolve_area,
     share,
 )
+from coordination.reports.cache import Memo, live
 from coordination.reports.competence_needs import ORGANISATION_TYPE_LABELS
 from coordination.reports.facts import facts_built
 from coordination.reports.suppression import MIN_COMPANIES, RULE, Line, suppress
@@ -90,14 +91,17 @@ def coordination_report(
     request: CoordinationRequest,
     rules: Rules,
     codelists: CodeLists | None = None,
+    memo: Memo = live,
 ) -> dict:
     """The report as a JSON-ready dict (see ``CoordinationReportSchema`` in the API).
 
-    Raises :class:`coordination.reports.ReportRequestError` for an unknown area.
+    ``memo`` may return the counts of the approach facts (the costly part, which the facts
+    alone determine) from a cache (``coordination.reports.cache``); checks and flags are always
+    counted live. Raises :class:`coordination.reports.ReportRequestError` for an unknown area.
     """
     codelists = codelists or load_codelists()
     scope = resolve_area(codelists, request.area, request.period)
-    counts = _Counts.gather(session, scope, request.period, rules)
+    counts = _Counts.gather(session, scope, request.period, rules, memo)
     municipalities = scope.municipality_codes(request.period)
     return {
         "area": scope.as_dict(request.period),
@@ -136,13 +140,15 @@ class _Counts:
     flags_total: tuple[int, int]
 
     @classmethod
-    def gather(cls, session: Session, scope: AreaScope, period: Period, rules: Rules) -> _Counts:
+    def gather(
+        cls, session: Session, scope: AreaScope, period: Period, rules: Rules, memo: Memo
+    ) -> _Counts:
         allow_memory_to_aggregate(session)
         first_days = scope.spans(period)
         if facts_built(session) and first_days is not None:
             checked = _checked_facts(scope, period, rules).subquery("checked")
-            by_municipality, approaches_per_company, organisations_per_company = _from_facts(
-                session, scope, period, {code: span[0] for code, span in first_days.items()}
+            by_municipality, approaches_per_company, organisations_per_company = _facts_counts(
+                session, scope, period, {code: span[0] for code, span in first_days.items()}, memo
             )
         else:
             checked = _checked_approaches(scope, period, rules).subquery("checked")
@@ -219,6 +225,30 @@ def _per_company_counts(
 
 
 _MUNICIPALITY, _BUCKET, _ORGANISATIONS = "municipality", "bucket", "organisations"
+
+
+def _facts_counts(
+    session: Session,
+    scope: AreaScope,
+    period: Period,
+    first_days: dict[str, dt.date],
+    memo: Memo,
+) -> tuple[dict[str, _MunicipalityCounts], dict[str, int], dict[str, int]]:
+    """:func:`_from_facts` through ``memo``, keyed by what it depends on: the period and the
+    area's municipalities over it."""
+
+    def compute() -> list:
+        found, by_approaches, by_organisations = _from_facts(session, scope, period, first_days)
+        rows = {code: dataclasses.astuple(counts) for code, counts in found.items()}
+        return [rows, by_approaches, by_organisations]
+
+    parameters = {
+        "period": period.as_dict(),
+        "segments": [[s.start, s.end, sorted(s.municipality_codes)] for s in scope.segments],
+    }
+    rows, by_approaches, by_organisations = memo("coordination-facts", parameters, compute)
+    found = {code: _MunicipalityCounts(*values) for code, values in rows.items()}
+    return found, by_approaches, by_organisations
 
 
 def _from_facts(

@@ -19,6 +19,7 @@ that company afterwards, in the same transaction. Until the facts have been buil
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable
 
 from sqlalchemy import (
@@ -37,6 +38,7 @@ from sqlalchemy import (
     select,
     true,
     union_all,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
@@ -89,10 +91,31 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         _add_month_sums(session, old, _sums_of(session, of_chunk))
         session.execute(delete(ReportApproachFact).where(ReportApproachFact.company_id.in_(chunk)))
         session.execute(_insert_approaches(live_approaches().where(Approach.company_id.in_(chunk))))
+    if ids:
+        mark_facts_changed(session)
 
 
 def facts_built(session: Session) -> bool:
     return session.get(ReportFactState, 1) is not None
+
+
+def facts_version(session: Session) -> str | None:
+    """The version of the report facts as this transaction sees them; None until they are
+    built (the reports then count from the approaches, which change without a version)."""
+    query = select(ReportFactState.version).where(ReportFactState.id == 1)
+    return session.execute(query).scalar_one_or_none()
+
+
+def mark_facts_changed(session) -> None:
+    """Give the facts a new version, in the transaction that changes them: every result cached
+    from the facts so far goes stale. ``session`` may be a Core ``Connection``. On PostgreSQL
+    the row lock orders the writers, so a reader never sees a version without its changes."""
+    state = ReportFactState.__table__
+    session.execute(update(state).where(state.c.id == 1).values(version=new_version()))
+
+
+def new_version() -> str:
+    return uuid.uuid4().hex
 
 
 def expressed_needs(session: Session, organisation_type: bool = True):
@@ -148,9 +171,9 @@ def _rebuild_all(session: Session) -> None:
     session.execute(_insert_approaches(live_approaches(), by_company=True))
     state = session.get(ReportFactState, 1)
     if state is None:
-        session.add(ReportFactState(id=1, built_at=utcnow()))
+        session.add(ReportFactState(id=1, built_at=utcnow(), version=new_version()))
     else:
-        state.built_at = utcnow()
+        state.built_at, state.version = utcnow(), new_version()
     session.flush()
 
 

@@ -225,8 +225,9 @@ def test_the_lock_is_free_again_after_an_occurrence(engine, config):
 # --- the nightly job --------------------------------------------------------------------------
 
 
-def test_the_nightly_job_syncs_then_reevaluates_flags_then_applies_retention():
-    assert [step.name for step in NIGHTLY_SYNC.steps] == ["sync", "flags", "retention"]
+def test_the_nightly_job_syncs_reevaluates_flags_applies_retention_then_caches_reports():
+    steps = ["sync", "flags", "retention", "reports"]
+    assert [step.name for step in NIGHTLY_SYNC.steps] == steps
 
 
 def test_the_nightly_job_syncs_every_source_as_the_scheduler(engine, db_url, tmp_path):
