@@ -104,7 +104,7 @@ def test_the_reports_page_from_the_cache_equals_the_live_count(session, jobcente
 
 
 @pytest.mark.parametrize("area", ["region-midtjylland", "751"])
-def test_the_coordination_report_from_the_cache_counts_checks_and_flags_live(
+def test_the_coordination_report_from_the_cache_follows_new_checks_and_flags(
     session, jobcenter, area
 ):
     organisation = b.organisation(session, "Jobcenter Aarhus", "jobcenter", "751")
@@ -128,6 +128,23 @@ def test_warming_caches_the_report_pages_first_views_of_every_council_area(sessi
     refresh_report_facts(session)
     warm_report_pages(session, RULES, YEAR.end)
     kinds = session.execute(select(ReportCache.kind, func.count()).group_by(ReportCache.kind))
-    assert dict(kinds.all()) == {"needs-page": 3, "coordination-facts": 3}
+    assert dict(kinds.all()) == {"needs-page": 3, "coordination-facts": 3, "coordination-checks": 3}
     request = CompetenceNeedsRequest("rar-oestjylland", YEAR, "sector", top=10)
     assert needs_page(session, request, memo_in(session)) == needs_page(session, request, live)
+
+
+def test_the_coordination_report_from_the_cache_follows_a_deleted_check(session):
+    organisation = b.organisation(session, "Jobcenter Aarhus", "jobcenter", "751")
+    companies = welders(session, b.source(session, organisation))
+    checks = [
+        b.check(session, company, organisation, dt.datetime(2025, 3, 10, 9, tzinfo=dt.UTC))
+        for company in companies
+    ]
+    refresh_report_facts(session)
+    request = CoordinationRequest("751", YEAR)
+    coordination_report(session, request, RULES, memo=memo_in(session))
+    session.delete(checks[0])
+    session.flush()
+    after = coordination_report(session, request, RULES, memo=memo_in(session))
+    assert after == coordination_report(session, request, RULES)
+    assert after["prior_contact_checks"]["approaches"] == 3
