@@ -112,10 +112,13 @@ def apply_retention_policy(context: JobContext) -> str | None:
 
 
 def warm_report_cache(context: JobContext) -> None:
-    """Cache the report pages' first views, counted from the facts as the night left them."""
+    """Cache the report pages' first views, counted from the facts as the night left them (the
+    log of the day's fact changes is emptied first)."""
+    from coordination.reports.facts import forget_fact_changes
     from coordination.web.queries import warm_report_pages
 
     with session_scope(context.engine) as session:
+        forget_fact_changes(session)
         warm_report_pages(
             session, context.config.rules, local_today(context.config.schedule.timezone)
         )

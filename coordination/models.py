@@ -434,12 +434,20 @@ class ReportApproachFact(SQLModel, table=True):
 
 class ReportFactState(SQLModel, table=True):
     """One row once the report facts have been built for every company; from then on they are
-    kept current per company and the reports read them. ``version`` changes (to a new random
-    token, never reused) with every change of the facts: it keys the cached report results."""
+    kept current per company and the reports read them."""
 
     id: int = Field(default=1, primary_key=True)
     built_at: dt.datetime = Field(default_factory=utcnow)
-    version: str = Field(default="0", max_length=32)
+
+
+class ReportFactChange(SQLModel, table=True):
+    """One row per transaction that changed the report facts, written in that transaction: the
+    number of rows and the newest id are the facts' version, which keys the cached report
+    results. Appending takes no lock that another writer waits for, and a change that commits
+    after a newer id still changes the number."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow)
 
 
 class ReportCache(SQLModel, table=True):

@@ -3,14 +3,14 @@
 A result is stored under a key made of the report kind, its normalised parameters and a
 fingerprint of the code that computes it (the report modules and the shipped code lists, so a
 deploy that changes either never serves an old result), together with the version of the report
-facts it was computed from (``facts_version``). Every change of the facts gives them a new
-version (:func:`coordination.reports.facts.mark_facts_changed`), so a stored result is read only
-while the facts it came from are unchanged: a cached answer is the answer counted now. Until the
-facts are built the reports count from the approaches, which change without a version, and
-nothing is cached.
+facts it was computed from (``facts_version``). Every transaction that changes the facts notes
+it (:func:`coordination.reports.facts.mark_facts_changed`), which changes the version, so a
+stored result is read only while the facts it came from are unchanged: a cached answer is the
+answer counted now. Until the facts are built the reports count from the approaches, which
+change without a version, and nothing is cached.
 
-Only what the facts alone determine may be cached: the coordination report reads prior-contact
-checks and flags live (see ``coordination_report``).
+What else a cached part reads must be in its parameters: the coordination report keys its
+checks by the checks' number and newest id, and counts flags live.
 """
 
 from __future__ import annotations

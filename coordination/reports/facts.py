@@ -14,12 +14,13 @@ company's approaches, the needs of its records or its municipality or industry m
 that company afterwards, in the same transaction. Until the facts have been built once
 (``reportfactstate`` has its row) the reports count from the approaches directly
 (:func:`expressed_needs`), so a database whose facts were never built still reports correctly.
+Every change of the facts (also the flag evaluation's of ``coordinated``) is noted in
+``reportfactchange`` (:func:`mark_facts_changed`): the version that keys cached report results.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterable
 
 from sqlalchemy import (
@@ -38,7 +39,6 @@ from sqlalchemy import (
     select,
     true,
     union_all,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
@@ -53,6 +53,7 @@ from coordination.models import (
     Need,
     Organisation,
     ReportApproachFact,
+    ReportFactChange,
     ReportFactState,
     ReportNeedFact,
     ReportNeedMonth,
@@ -100,22 +101,29 @@ def facts_built(session: Session) -> bool:
 
 
 def facts_version(session: Session) -> str | None:
-    """The version of the report facts as this transaction sees them; None until they are
-    built (the reports then count from the approaches, which change without a version)."""
-    query = select(ReportFactState.version).where(ReportFactState.id == 1)
-    return session.execute(query).scalar_one_or_none()
+    """The version of the report facts as this statement sees them (the changes committed so
+    far); None until they are built (the reports then count from the approaches, which change
+    without a version)."""
+    change = ReportFactChange.__table__.c
+    query = select(
+        select(ReportFactState.id).where(ReportFactState.id == 1).scalar_subquery(),
+        select(func.count()).select_from(ReportFactChange).scalar_subquery(),
+        select(func.max(change.id)).scalar_subquery(),
+    )
+    built, changes, newest = session.execute(query).one()
+    return None if built is None else f"{changes}.{newest}"
 
 
 def mark_facts_changed(session) -> None:
-    """Give the facts a new version, in the transaction that changes them: every result cached
-    from the facts so far goes stale. ``session`` may be a Core ``Connection``. On PostgreSQL
-    the row lock orders the writers, so a reader never sees a version without its changes."""
-    state = ReportFactState.__table__
-    session.execute(update(state).where(state.c.id == 1).values(version=new_version()))
+    """Note a change of the facts, in the transaction that changes them: once it commits, every
+    result cached from the facts before goes stale. ``session`` may be a Core ``Connection``."""
+    session.execute(insert(ReportFactChange).values(at=utcnow()))
 
 
-def new_version() -> str:
-    return uuid.uuid4().hex
+def forget_fact_changes(session: Session) -> None:
+    """Keep only the newest change: the log need not grow (the version changes once more)."""
+    newest = select(func.max(ReportFactChange.id)).scalar_subquery()
+    session.execute(delete(ReportFactChange).where(ReportFactChange.id < newest))
 
 
 def expressed_needs(session: Session, organisation_type: bool = True):
@@ -171,9 +179,10 @@ def _rebuild_all(session: Session) -> None:
     session.execute(_insert_approaches(live_approaches(), by_company=True))
     state = session.get(ReportFactState, 1)
     if state is None:
-        session.add(ReportFactState(id=1, built_at=utcnow(), version=new_version()))
+        session.add(ReportFactState(id=1, built_at=utcnow()))
     else:
-        state.built_at, state.version = utcnow(), new_version()
+        state.built_at = utcnow()
+    mark_facts_changed(session)
     session.flush()
 
 

@@ -4,8 +4,10 @@ Revision ID: 0006_report_cache
 Revises: 0005_report_months
 Create Date: 2026-12-05 17:00:00.000000
 
-``reportfactstate.version`` changes with every change of the report facts; ``reportcache`` holds
-report results computed from one version (``coordination.reports.cache``). The cache starts empty.
+``reportfactchange`` gets a row in every transaction that changes the report facts (their version
+is its number of rows and newest id); ``reportcache`` holds report results computed from one
+version (``coordination.reports.cache``). Both start empty: the facts' first version is the empty
+log.
 """
 
 from collections.abc import Sequence
@@ -22,8 +24,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     text = sqlmodel.sql.sqltypes.AutoString
-    with op.batch_alter_table("reportfactstate") as batch:
-        batch.add_column(sa.Column("version", text(length=32), nullable=False, server_default="0"))
+    op.create_table(
+        "reportfactchange",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
     op.create_table(
         "reportcache",
         sa.Column("key", text(length=64), nullable=False),
@@ -37,5 +43,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("reportcache")
-    with op.batch_alter_table("reportfactstate") as batch:
-        batch.drop_column("version")
+    op.drop_table("reportfactchange")
