@@ -1,7 +1,7 @@
 """Report results cached in the database, shared by every worker and machine.
 
 A result is stored under a key made of the report kind, its normalised parameters and a
-fingerprint of the code that computes it (the report modules and the shipped code lists, so a
+fingerprint of the code that computes it (the service's modules and the shipped code lists, so a
 deploy that changes either never serves an old result), together with the version of the report
 facts it was computed from (``facts_version``). Every transaction that changes the facts notes
 it (:func:`coordination.reports.facts.mark_facts_changed`), which changes the version, so a
@@ -71,12 +71,11 @@ def cache_key(kind: str, parameters: dict) -> str:
 
 @functools.cache
 def code_fingerprint() -> str:
-    """A hash of what a cached result depends on besides the data: the report modules and the
-    shipped code lists."""
+    """A hash of what a cached result depends on besides the data: the service's code and the
+    shipped code lists (read once per process)."""
     digest = hashlib.sha256()
-    files = sorted(Path(__file__).parent.glob("*.py")) + sorted(
-        Path(DEFAULT_CODELISTS_DIR).glob("*")
-    )
+    package = Path(__file__).parent.parent
+    files = sorted(package.rglob("*.py")) + sorted(Path(DEFAULT_CODELISTS_DIR).glob("*"))
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

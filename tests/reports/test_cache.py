@@ -55,6 +55,17 @@ def test_a_result_is_read_back_while_the_facts_are_unchanged(session):
     assert compute.runs == 3
 
 
+def test_a_result_cached_by_other_code_is_not_read(session, monkeypatch):
+    from coordination.reports import cache
+
+    refresh_report_facts(session)
+    compute = computed({"companies": 3})
+    cached(session, "kind", {}, compute)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "the next release")
+    cached(session, "kind", {}, compute)
+    assert compute.runs == 2
+
+
 def test_nothing_is_cached_while_the_reports_count_from_the_approaches(session):
     compute = computed({"companies": 3})
     for _ in range(2):
