@@ -96,9 +96,10 @@ def coordination_report(
 ) -> dict:
     """The report as a JSON-ready dict (see ``CoordinationReportSchema`` in the API).
 
-    ``memo`` may return the counts of the approach facts (the costly part, which the facts
-    alone determine) from a cache (``coordination.reports.cache``); checks and flags are always
-    counted live. Raises :class:`coordination.reports.ReportRequestError` for an unknown area.
+    ``memo`` may return the costly parts from a cache (``coordination.reports.cache``): the
+    counts of the approach facts, and the checks (keyed also by the checks as stored); flags are
+    always counted live. Raises :class:`coordination.reports.ReportRequestError` for an unknown
+    area.
     """
     codelists = codelists or load_codelists()
     scope = resolve_area(codelists, request.area, request.period)
@@ -255,8 +256,8 @@ def _facts_checks(
 ) -> list:
     """:func:`_checks` of the approach facts through ``memo``, keyed also by the checks as they
     are now: their number and newest id change with every check stored or deleted (and the
-    number when one stored out of id order commits late); a check moved to another company
-    comes with a refresh of the facts of both."""
+    number when one stored out of id order commits late); a check moved to another company (a
+    merge) is followed by a refresh of both companies' facts."""
     stored = session.execute(select(func.count(), func.max(PriorContactCheck.id))).one()
     parameters = {
         "period": period.as_dict(),
