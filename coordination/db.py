@@ -115,7 +115,8 @@ class DriverStatement:
         )
 
     def first_row(self, connection: Connection, values: dict) -> tuple | None:
-        """The first row of the statement with ``values`` (by bind name), or None."""
+        """The first row of the statement (one that returns rows) with ``values`` (by bind
+        name), or None."""
         from psycopg import RawCursor
 
         parameters = [values[n] if n in values else self.defaults[n] for n in self.names]
@@ -129,7 +130,7 @@ class DriverStatement:
                     connection, cursor, self.text, parameters, None, False
                 )
             cursor.execute(self.sql, parameters, prepare=True)
-            row = cursor.fetchone() if cursor.description else None
+            row = cursor.fetchone()
             if announce.after_cursor_execute:
                 announce.after_cursor_execute(
                     connection, cursor, self.text, parameters, None, False

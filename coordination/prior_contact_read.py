@@ -396,8 +396,14 @@ def _build_snapshot_statement(dialect: str, by: str):
     if by == "id":
         company_id = bindparam("company_id", type_=Integer)
         wanted = _COMPANY.c.id == company_id
+    elif dialect == "postgresql":
+        # The subqueries correlate with the outer company row: PostgreSQL runs each once for
+        # that row, without looking the CVR number up again in each of them.
+        company_id = _COMPANY.c.id
+        wanted = _COMPANY.c.cvr == bindparam("cvr", type_=String)
     else:
-        # An alias, so that the subqueries do not correlate with the outer company row.
+        # An alias, so that the subqueries do not correlate with the outer company row (SQLite
+        # aggregates from subqueries in FROM, which cannot see it).
         key = _COMPANY.alias("wanted")
         cvr = bindparam("cvr", type_=String)
         company_id = select(key.c.id).where(key.c.cvr == cvr).scalar_subquery()
