@@ -172,6 +172,25 @@ def test_on_an_autocommit_connection_the_snapshot_read_by_the_driver_is_the_sess
     assert len(sent) == 6
 
 
+def test_the_checks_connection_goes_back_to_the_pool_transactional(app, client, auth, busy_company):
+    """The fast path runs without a transaction on PostgreSQL; the next user of its
+    connection has one."""
+    from sqlalchemy import text
+
+    app_engine = app.extensions["coordination"]["engine"]
+    if app_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's fast path runs in a transaction")
+    from psycopg.pq import TransactionStatus
+
+    assert client.get(CHECK, headers=auth("visitor", VEU)).status_code == 200
+
+    with app_engine.connect() as connection:  # the pool's one connection, the check's
+        connection.execute(text("SELECT 1"))
+        status = connection.connection.driver_connection.info.transaction_status
+    assert app_engine.pool.checkedin() == 1
+    assert status == TransactionStatus.INTRANS
+
+
 def test_a_check_on_connections_the_database_closed_fails_once_then_reconnects(
     app, client, auth, engine, busy_company
 ):
