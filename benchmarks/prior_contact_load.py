@@ -1,6 +1,7 @@
 """Benchmark: the prior-contact check under concurrent load, against gunicorn with N workers.
 
-Starts ``gunicorn -w N "coordination:create_app()"`` on 127.0.0.1 over a synced database
+Starts ``gunicorn -c python:coordination.gunicorn_conf -w N "coordination:create_app()"`` (as
+``docs/deployment.md`` runs it) on 127.0.0.1 over a synced database
 (``COORDINATION_CONFIG`` and ``COORDINATION_DATABASE_URL`` point at it), with a visitor token
 and a random sample of the database's CVR numbers, and measures:
 
@@ -253,6 +254,8 @@ class Gunicorn:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:coordination.gunicorn_conf",
                 "-w",
                 str(workers),
                 "-b",
