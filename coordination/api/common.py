@@ -123,9 +123,16 @@ def fast_dumper(schema: Schema) -> Callable[[Any], Any]:
         (name, field.data_key or name, _field_dumper(field))
         for name, field in schema.dump_fields.items()
     ]
+    # Values that pass unchanged are copied without a call each (most of the fields).
+    copied = [(name, key) for name, key, convert in parts if convert is _unchanged]
+    converted = [part for part in parts if part[2] is not _unchanged]
 
     def dump(obj: Any) -> dict:
-        return {key: convert(obj[name]) for name, key, convert in parts if name in obj}
+        out = {key: obj[name] for name, key in copied if name in obj}
+        for name, key, convert in converted:
+            if name in obj:
+                out[key] = convert(obj[name])
+        return out
 
     return dump
 
