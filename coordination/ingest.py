@@ -35,8 +35,8 @@ from coordination.copy_rows import bulk_insert
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
 from coordination.redaction import (
-    CPR_CANDIDATE,
     LABEL_WINDOW,
+    cpr_candidates,
     might_hold_cpr,
     redact_cpr,
     redact_field,
@@ -323,7 +323,7 @@ def _nothing_to_redact(text: str) -> bool:
     and has no CPR label before it. A label within ``LABEL_WINDOW`` characters of a value
     lies within twice that in its JSON, where an escaped character takes two. Numbers
     labelled as a P-number or a phone that read as a birth date take the walk, which decides."""
-    for match in CPR_CANDIDATE.finditer(text):
+    for match in cpr_candidates(text):
         start = match.start()
         if _CPR_WORD.search(text, max(0, start - 2 * LABEL_WINDOW), start) or _cpr_valid(
             match.group(1) + match.group(2)
