@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import BindParameter, Engine, bindparam, create_engine, event
+from sqlalchemy import BindParameter, Engine, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -75,3 +76,11 @@ def int_list(name: str = "ids") -> BindParameter:
     thousands of bound parameters cost the driver more than the statement itself (psycopg
     parses the query for them). Integers only: the values become SQL literals."""
     return bindparam(name, expanding=True, literal_execute=True)
+
+
+def among(session: Session, column, values: list):
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter, where a
+    list of thousands makes a statement text the driver must rewrite on every execution."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
