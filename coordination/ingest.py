@@ -164,9 +164,11 @@ def _hashed_canonical(r: SourceRecordData) -> dict[str, Any] | None:
         or any(type(n) is not NeedRef for n in needs)
     ):
         return None
+    date = r.approach_date
     return {
         "source_id": r.source_id,
-        "approach_date": r.approach_date,
+        # as ``default=str`` would write it, without a call back from the encoder
+        "approach_date": str(date) if type(date) is dt.date else date,
         "status": r.status,
         "company": dict(zip(_COMPANY_FIELDS, _company_values(r.company), strict=True)),
         "channel": r.channel,
