@@ -65,7 +65,7 @@ def redact_cpr(text: str | None) -> str | None:
 def might_hold_cpr(text: str) -> bool:
     """Whether ``text`` has a CPR-shaped number at all; most strings do not, and one search (or
     none, for strings too short to hold ten digits) spares them the substitution machinery."""
-    if len(text) < _SHORTEST_CPR:
+    if len(text) < _SHORTEST_CPR or _CPR_SHAPE.search(text) is None:
         return False
     return next(cpr_candidates(text), None) is not None
 
