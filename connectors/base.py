@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import operator
 from collections.abc import Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -170,12 +171,38 @@ def _text(value: Any, limit: int, nullable: bool = True) -> bool:
     return type(value) is str and len(value) <= limit
 
 
+def _texts(values: tuple, limits: tuple[int, ...]) -> bool:
+    """``_text`` of each value with its limit (None allowed), without a call per value."""
+    for value, limit in zip(values, limits, strict=True):
+        if value is not None and (type(value) is not str or len(value) > limit):
+            return False
+    return True
+
+
+_company_texts = operator.attrgetter(*_COMPANY_LIMITS)
+_COMPANY_LIMIT_VALUES = tuple(_COMPANY_LIMITS.values())
+_person_texts = operator.attrgetter(*_PERSON_LIMITS)
+_PERSON_LIMIT_VALUES = tuple(_PERSON_LIMITS.values())
+
+
 def _person(person: Any) -> bool:
     if person is None:
         return True
-    return type(person) is PersonRef and all(
-        _text(getattr(person, k), n) for k, n in _PERSON_LIMITS.items()
+    return type(person) is PersonRef and _texts(_person_texts(person), _PERSON_LIMIT_VALUES)
+
+
+def _need(n: Any) -> bool:
+    return (
+        type(n) is NeedRef
+        and n.type in NEED_TYPES
+        and type(n.label) is str
+        and 1 <= len(n.label) <= 500
+        and _text(n.code, 100)
     )
+
+
+def _joint(name: Any) -> bool:
+    return type(name) is str and len(name) <= 300
 
 
 def _plainly_valid(r: SourceRecordData) -> bool:
@@ -185,22 +212,15 @@ def _plainly_valid(r: SourceRecordData) -> bool:
         and type(r.approach_date) is dt.date
         and r.status in STATUSES
         and type(r.company) is CompanyRef
-        and all(_text(getattr(r.company, k), n) for k, n in _COMPANY_LIMITS.items())
+        and _texts(_company_texts(r.company), _COMPANY_LIMIT_VALUES)
         and (r.channel is None or r.channel in CHANNELS)
         and _text(r.purpose, 2000)
         and _person(r.contact_person)
         and _person(r.consultant)
         and type(r.needs) is tuple
-        and all(
-            type(n) is NeedRef
-            and n.type in NEED_TYPES
-            and type(n.label) is str
-            and 1 <= len(n.label) <= 500
-            and _text(n.code, 100)
-            for n in r.needs
-        )
+        and (not r.needs or all(map(_need, r.needs)))
         and type(r.joint_with) is tuple
-        and all(_text(j, 300, nullable=False) for j in r.joint_with)
+        and (not r.joint_with or all(map(_joint, r.joint_with)))
         and _text(r.notes, 20000)
         and (
             r.modified_at is None

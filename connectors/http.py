@@ -369,6 +369,8 @@ def json_type(value: Any) -> str:
 def text(item: Mapping[str, Any], key: str) -> str | None:
     """A text field; an empty or blank string is None, any other type is a mapping problem."""
     value = item.get(key)
+    if type(value) is str:  # the common case first; blank is empty or all whitespace
+        return None if not value or value.isspace() else value
     if value is None:
         return None
     if not isinstance(value, str):

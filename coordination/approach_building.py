@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Set
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import Text, bindparam, cast, delete, or_, select, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
@@ -79,7 +80,8 @@ _RECORDS_OF = (
         _RECORD.c.status,
         _RECORD.c.consultant_name,
         _RECORD.c.consultant_email,
-        _RECORD.c.joint_with,
+        # as its JSON text: most records name no partner ("[]"), and need no decoding
+        cast(_RECORD.c.joint_with, Text).label("joint_with"),
         Organisation.id.label("organisation_id"),
         Organisation.name.label("organisation"),
     )
@@ -271,12 +273,13 @@ def _rebuild_chunk(
 def _records_by_company(connection, whole: list[int], parts: Mapping[int, Window]) -> dict:
     grouped: dict[int, list] = defaultdict(list)
     if whole:
-        for row in connection.execute(_RECORDS_OF, {"ids": whole}):
+        # .all(): the driver makes the rows in one call, not one call per row
+        for row in connection.execute(_RECORDS_OF, {"ids": whole}).all():
             grouped[row.company_id].append(row)
     record_ids = sorted(rid for window in parts.values() for rid in window.record_ids)
     for start in range(0, len(record_ids), CHUNK):
         part = {"record_ids": record_ids[start : start + CHUNK]}
-        for row in connection.execute(_RECORDS_BY_IDS, part):
+        for row in connection.execute(_RECORDS_BY_IDS, part).all():
             grouped[row.company_id].append(row)
     return grouped
 
@@ -320,8 +323,15 @@ def _groupable(row) -> GroupableRecord:
         date=row.approach_date,
         channel=row.channel,
         consultant_email=row.consultant_email,
-        joint_with=tuple(row.joint_with or ()),
+        joint_with=_partners(row.joint_with),
     )
+
+
+def _partners(joint_with: str | None) -> tuple[str, ...]:
+    """A record's ``joint_with`` from its stored JSON text."""
+    if joint_with is None or joint_with == "[]":
+        return ()
+    return tuple(json.loads(joint_with) or ())
 
 
 def _approach_values(company_id: int, group: list, groupable: dict) -> dict:

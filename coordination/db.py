@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import BindParameter, Connection, Engine, bindparam, create_engine, event
+from sqlalchemy import BindParameter, Connection, Engine, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -136,3 +137,11 @@ class DriverStatement:
                     connection, cursor, self.text, parameters, None, False
                 )
         return row
+
+
+def among(session: Session, column, values: list):
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter, where a
+    list of thousands makes a statement text the driver must rewrite on every execution."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)

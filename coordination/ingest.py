@@ -17,8 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import Session
 from stdnum.dk import cpr
 
@@ -32,11 +31,12 @@ from connectors.base import (
     record_problems,
 )
 from coordination.copy_rows import bulk_insert
+from coordination.db import among
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
 from coordination.redaction import (
-    CPR_CANDIDATE,
     LABEL_WINDOW,
+    cpr_candidates,
     might_hold_cpr,
     redact_cpr,
     redact_field,
@@ -164,9 +164,11 @@ def _hashed_canonical(r: SourceRecordData) -> dict[str, Any] | None:
         or any(type(n) is not NeedRef for n in needs)
     ):
         return None
+    date = r.approach_date
     return {
         "source_id": r.source_id,
-        "approach_date": r.approach_date,
+        # as ``default=str`` would write it, without a call back from the encoder
+        "approach_date": str(date) if type(date) is dt.date else date,
         "status": r.status,
         "company": dict(zip(_COMPANY_FIELDS, _company_values(r.company), strict=True)),
         "channel": r.channel,
@@ -323,7 +325,7 @@ def _nothing_to_redact(text: str) -> bool:
     and has no CPR label before it. A label within ``LABEL_WINDOW`` characters of a value
     lies within twice that in its JSON, where an escaped character takes two. Numbers
     labelled as a P-number or a phone that read as a birth date take the walk, which decides."""
-    for match in CPR_CANDIDATE.finditer(text):
+    for match in cpr_candidates(text):
         start = match.start()
         if _CPR_WORD.search(text, max(0, start - 2 * LABEL_WINDOW), start) or _cpr_valid(
             match.group(1) + match.group(2)
@@ -365,7 +367,7 @@ def _existing(
     for chunk in _chunks(external_ids):
         query = select(table.c.external_id, table.c.id, table.c.content_hash, table.c.company_id)
         query = query.where(
-            table.c.source_id == source_id, _among(session, table.c.external_id, chunk)
+            table.c.source_id == source_id, among(session, table.c.external_id, chunk)
         )
         for external_id, rid, digest, company_id in session.execute(query):
             found[external_id] = (rid, digest, company_id)
@@ -440,7 +442,7 @@ def _touch(session: Session, ids: list[int], now: dt.datetime) -> None:
     table = SourceRecord.__table__
     for chunk in _chunks(ids):
         session.execute(
-            update(table).where(_among(session, table.c.id, chunk)).values(last_seen_at=now)
+            update(table).where(among(session, table.c.id, chunk)).values(last_seen_at=now)
         )
 
 
@@ -448,7 +450,7 @@ def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) 
     table = Need.__table__
     ids = list(ids_by_external.values())
     for chunk in _chunks(ids):
-        session.execute(delete(table).where(_among(session, table.c.source_record_id, chunk)))
+        session.execute(delete(table).where(among(session, table.c.source_record_id, chunk)))
     rows = []
     classified = {}  # the same need recurs across a batch's records
     for external_id, needs in needs_for.items():
@@ -477,7 +479,7 @@ def _resolve_quarantine(session, source_id: int, keys: list[str], now: dt.dateti
             update(table)
             .where(
                 table.c.source_id == source_id,
-                _among(session, table.c.record_key, chunk),
+                among(session, table.c.record_key, chunk),
                 table.c.resolved_at.is_(None),
             )
             .values(resolved_at=now)
@@ -509,7 +511,7 @@ def _quarantine(session, source_id: int, rejected: Iterable[Rejected], now: dt.d
     known = set()
     for chunk in _chunks(list(by_key)):
         query = select(table.c.record_key).where(
-            table.c.source_id == source_id, _among(session, table.c.record_key, chunk)
+            table.c.source_id == source_id, among(session, table.c.record_key, chunk)
         )
         known.update(session.execute(query).scalars())
     fresh = [row for key, row in by_key.items() if key not in known]
@@ -561,14 +563,6 @@ def storable(value: Any) -> Any:
 def _jsonable(raw: Any) -> Any:
     """Raw content as JSON can hold it (bytes and odd types become text)."""
     return json.loads(json.dumps(raw, default=str, ensure_ascii=False))
-
-
-def _among(session: Session, column, values: list):
-    """``column IN values``; on PostgreSQL ``column = ANY(array)``: one parameter, where a
-    list of thousands makes a statement text the driver must rewrite on every execution."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
 
 
 def _chunks(items: list, size: int = CHUNK):

@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
 from coordination.copy_rows import insert_rows
-from coordination.db import int_list
+from coordination.db import among, int_list
 from coordination.identity.contacts import contact_key
 from coordination.identity.normalise import (
     normalise_company_name,
@@ -131,8 +131,10 @@ class IdentityStage:
         # Companies absorbed while linking the current batch -> the link values of their records.
         self._absorbed: dict[int, dict] = {}
         self._stale: AbstractSet[int] = frozenset()
-        # Companies created in the current batch, by id, until they are inserted in bulk.
+        # Companies created in the current batch, by id, until they are inserted in bulk, and
+        # the CVR numbers known companies learned, until they are written in one statement.
         self._new: dict[int, dict] = {}
+        self._learned: dict[int, str] = {}
         self._ids = _CompanyIds()
         self._load(session)
 
@@ -361,8 +363,8 @@ class IdentityStage:
             return
         if company_id in self._new:
             self._new[company_id]["cvr"] = cvr
-        else:
-            session.execute(update(_COMPANY).where(_COMPANY.c.id == company_id).values(cvr=cvr))
+        else:  # written with the new companies (_insert_new_companies)
+            self._learned[company_id] = cvr
         self.index.update(dataclasses.replace(known, cvr=cvr))
 
     def _create_company(self, session: Session, row, ref: CompanyRef, with_cvr: bool) -> int:
@@ -386,9 +388,14 @@ class IdentityStage:
         return company_id
 
     def _insert_new_companies(self, session: Session) -> None:
+        """The batch's new companies and learned CVR numbers into the database."""
         if self._new:
             insert_rows(session.connection(), _COMPANY, list(self._new.values()))
             self._new = {}
+        if self._learned:
+            rows = [{"b_id": cid, "b_cvr": cvr} for cid, cvr in self._learned.items()]
+            session.connection().execute(_LEARN_CVR, rows)
+            self._learned = {}
 
     def _write_links(self, session: Session, links: list[dict]) -> None:
         if not links:
@@ -437,11 +444,8 @@ class IdentityStage:
         }
         if not wanted:
             return
-        known = set(
-            session.execute(select(table.c.p_number).where(table.c.p_number.in_(list(wanted))))
-            .scalars()
-            .all()
-        )
+        query = select(table.c.p_number).where(among(session, table.c.p_number, list(wanted)))
+        known = set(session.connection().execute(query).scalars())
         fresh = [
             {
                 "p_number": p,
@@ -453,10 +457,12 @@ class IdentityStage:
             for p, (cid, row) in wanted.items()
             if p not in known
         ]
-        if fresh:
-            session.execute(insert(table), fresh)
+        insert_rows(session.connection(), table, fresh)
 
 
+_LEARN_CVR = (
+    update(_COMPANY).where(_COMPANY.c.id == bindparam("b_id")).values(cvr=bindparam("b_cvr"))
+)
 _DELETE_LINKS_OF_RECORDS = delete(_LINK).where(_LINK.c.source_record_id.in_(_IDS))
 _RECORDS_FOLLOW_LINKS = (
     update(_RECORD)

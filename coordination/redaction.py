@@ -15,7 +15,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stdnum.dk import cpr
@@ -25,6 +25,10 @@ MARKER = "[CPR fjernet]"
 # Six digits, an optional separator (hyphen, en dash or one space), four digits; never part of a
 # longer digit run.
 CPR_CANDIDATE = re.compile(r"(?<![0-9])([0-9]{6})[-\u2013 ]?([0-9]{4})(?![0-9])")
+# Where a candidate may start: its digits without the look-arounds. The leading look-behind
+# makes the regex engine try every position of a text (about eight times slower than this,
+# which skips to the next digit); every candidate starts where this matches.
+_CPR_SHAPE = re.compile(r"[0-9]{6}[-\u2013 ]?[0-9]{4}")
 
 # Between a label and its number: "CPR-nr.: ", "tlf. nr. ", "Telefonnummer ", "P-nr ".
 _LABEL_GAP = r"[-.]?\s*(?:nr\.?|nummer)?\s*[:.#]?\s*"
@@ -61,7 +65,23 @@ def redact_cpr(text: str | None) -> str | None:
 def might_hold_cpr(text: str) -> bool:
     """Whether ``text`` has a CPR-shaped number at all; most strings do not, and one search (or
     none, for strings too short to hold ten digits) spares them the substitution machinery."""
-    return len(text) >= _SHORTEST_CPR and CPR_CANDIDATE.search(text) is not None
+    if len(text) < _SHORTEST_CPR or _CPR_SHAPE.search(text) is None:
+        return False
+    return next(cpr_candidates(text), None) is not None
+
+
+def cpr_candidates(text: str) -> Iterator[re.Match[str]]:
+    """``CPR_CANDIDATE.finditer(text)``, the same matches, faster: the full pattern is tried
+    only where the digits of one start (``CPR_CANDIDATE`` reads the text before a position,
+    so matching from there sees what a search from the start would)."""
+    position = 0
+    while (shape := _CPR_SHAPE.search(text, position)) is not None:
+        match = CPR_CANDIDATE.match(text, shape.start())
+        if match is None:
+            position = shape.start() + 1
+        else:
+            yield match
+            position = match.end()
 
 
 def redact_mapping(obj: Any) -> Any:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from coordination.redaction import MARKER, redact_cpr, redact_mapping
+from coordination.redaction import (
+    CPR_CANDIDATE,
+    MARKER,
+    cpr_candidates,
+    might_hold_cpr,
+    redact_cpr,
+    redact_mapping,
+)
 
 # Synthetic CPR numbers with real birth dates; the 7th digit picks the century.
 CPRS = ["010190-1234", "0101901234", "211062-5629", "2110625629", "290204-4321", "010190 1234"]
@@ -124,3 +133,19 @@ def test_redact_mapping_treats_other_fields_as_free_text() -> None:
 def test_a_cpr_split_by_nul_characters_is_still_found(text: str) -> None:
     assert redact_cpr(text).endswith(MARKER)
     assert "1234" not in redact_cpr(text)
+
+
+def test_cpr_candidates_are_the_candidate_pattern_s_matches() -> None:
+    """The fast scan finds what ``CPR_CANDIDATE.finditer`` finds, at the same places, also in
+    digit runs, next to separators and at the edges (random texts of digits, separators and
+    letters, and a few written out)."""
+    rnd = random.Random(9)
+    texts = ["", "0101901234", "x0101901234", "01019012345", "010190-1234-5678", "12345 67890 1"]
+    texts += [
+        "".join(rnd.choice("0123456789- \u2013ab") for _ in range(rnd.randint(0, 40)))
+        for _ in range(20_000)
+    ]
+    for text in texts:
+        expected = [(m.span(), m.groups()) for m in CPR_CANDIDATE.finditer(text)]
+        assert [(m.span(), m.groups()) for m in cpr_candidates(text)] == expected, text
+        assert might_hold_cpr(text) == (len(text) >= 10 and bool(expected)), text

@@ -1,6 +1,9 @@
 """Normalisation: identifiers, company names, organisations, people."""
 
+import random
+
 import pytest
+from stdnum.dk import cvr as stdnum_cvr
 
 from coordination.identity.normalise import (
     clean_p_number,
@@ -30,6 +33,19 @@ def test_cvr_failing_modulus_11_is_not_valid():
 @pytest.mark.parametrize("raw", [None, "", "1015081", "101508170", "CVR ukendt", "00000000"])
 def test_missing_short_long_or_non_numeric_cvr_is_not_valid(raw):
     assert valid_cvr(raw) is None
+
+
+def test_valid_cvr_agrees_with_stdnum():
+    """The modulus-11 check is written out; python-stdnum's ``dk.cvr`` decides the same for
+    random eight-digit numbers (about one in eleven valid), with leading zeros, and formatted."""
+    rnd = random.Random(11)
+    numbers = [f"{rnd.randrange(10**8):08d}" for _ in range(30_000)]
+    numbers += ["0" + n[1:] for n in numbers[:2_000]] + [
+        f"DK-{n[:4]} {n[4:]}" for n in numbers[:2_000]
+    ]
+    for number in numbers:
+        expected = stdnum_cvr.compact(number) if stdnum_cvr.is_valid(number) else None
+        assert valid_cvr(number) == expected, number
 
 
 def test_p_number_is_ten_digits_after_stripping_spaces():
