@@ -5,10 +5,12 @@ for all companies (planned approaches start to count when their date arrives).""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Text, bindparam, cast, insert, select, update
 from sqlmodel import Session
 
 from coordination.config import Rules
@@ -36,12 +38,13 @@ _EVENT = FlagEvent.__table__
 _CHECK = PriorContactCheck.__table__
 
 
-# Built once: the compiled-statement cache then skips building them per chunk.
+# Built once: the compiled-statement cache then skips building them per chunk. The
+# organisations come as JSON text, decoded once per distinct text (:func:`_organisations`).
 _APPROACHES_OF = select(
     _APPROACH.c.id,
     _APPROACH.c.company_id,
     _APPROACH.c.date,
-    _APPROACH.c.organisations,
+    cast(_APPROACH.c.organisations, Text).label("organisations"),
     _APPROACH.c.joint,
     _APPROACH.c.coordinated,
 ).where(
@@ -126,7 +129,8 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     for company_id in ids:
         rows = approaches.get(company_id, [])
         facts = [
-            ApproachFacts.stored(row.id, row.date, row.organisations, row.joint) for row in rows
+            ApproachFacts.stored(row.id, row.date, _organisations(row.organisations), row.joint)
+            for row in rows
         ]
         existing = [
             ExistingFlag(
@@ -147,6 +151,13 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         connection.execute(_SET_FACTS_COORDINATED, changes)
     _apply_flags(connection, created, updated)
     return len(created)
+
+
+@functools.lru_cache(maxsize=4096)
+def _organisations(text: str) -> frozenset[str]:
+    """An approach's organisations from their JSON text: a few hundred distinct texts (the
+    organisations and their joint combinations) recur on hundreds of thousands of approaches."""
+    return frozenset(json.loads(text))
 
 
 def _apply_flags(connection, created: list, updated: list) -> None:
