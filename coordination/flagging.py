@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 from sqlalchemy import Text, bindparam, cast, insert, select, update
 from sqlmodel import Session
@@ -114,6 +114,29 @@ def companies_due(session: Session, today: dt.date, since: dt.date | None) -> li
     return list(session.execute(query.distinct()).scalars())
 
 
+def unchanged_since(
+    session: Session,
+    company_ids: Set[int],
+    evaluated_on: dt.date,
+    evaluated_at: dt.datetime,
+    today: dt.date,
+) -> set[int]:
+    """Of ``company_ids``, all evaluated for ``evaluated_on`` from ``evaluated_at`` on (a sync's
+    end), those whose evaluation for ``today`` is the one stored, so that evaluating them again
+    changes nothing. A sync, a prior-contact check and an identity decision evaluate the
+    companies they change at once; a person acknowledging or resolving a flag evaluates nobody,
+    so a company with such an event since ``evaluated_at`` is not among them (nor is any
+    company when ``today`` is another day)."""
+    if evaluated_on != today:
+        return set()
+    acted = (
+        select(_FLAG.c.company_id)
+        .join(_EVENT, _EVENT.c.flag_id == _FLAG.c.id)
+        .where(_EVENT.c.at >= evaluated_at, _EVENT.c.action.not_in(_RULES_ACTIONS))
+    )
+    return set(company_ids).difference(session.execute(acted).scalars())
+
+
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
     approaches = defaultdict(list)
@@ -197,6 +220,9 @@ def _apply_flags(connection, created: list, updated: list) -> None:
         connection.execute(insert(_EVENT), events)
 
 
+_RULES_ACTIONS = ("raised", "updated")  # the events the rules record (:func:`_event`)
+
+
 def _event(flag_id: int, action: str, now: dt.datetime) -> dict:
     return {
         "flag_id": flag_id,
@@ -208,4 +234,4 @@ def _event(flag_id: int, action: str, now: dt.datetime) -> dict:
     }
 
 
-__all__ = ["all_company_ids", "companies_due", "evaluate_companies", "utcnow"]
+__all__ = ["all_company_ids", "companies_due", "evaluate_companies", "unchanged_since", "utcnow"]
