@@ -94,7 +94,7 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         with _fresh_rows(session, _FRESH_NEEDS, _DERIVED_NEEDS, chunk):
             gone = _compared(session, _NEED_FACT, _FRESH_NEEDS, chunk)
             old = _sums_of(session, _NEED_FACTS_BY_IDS, {"ids": gone})
-            new = _sums_of(session, select(_FRESH_NEEDS))
+            new = _sums_of(session, select(*_derived(_FRESH_NEEDS)))
             _replace(session, _NEED_FACT, _FRESH_NEEDS, gone)
             _add_month_sums(session, old, new)
         with _fresh_rows(session, _FRESH_APPROACHES, _DERIVED_APPROACHES, chunk):
@@ -266,9 +266,19 @@ _APPROACH_FACT = ReportApproachFact.__table__
 
 def _fresh_table(table: Table) -> Table:
     """A temporary table with the columns of ``table`` but its id, for the rows a refresh
-    derives before they are compared with the stored ones."""
+    derives before they are compared with the stored ones, numbered (``n``)."""
     columns = (Column(c.name, c.type, nullable=c.nullable) for c in table.c if c.name != "id")
-    return Table(f"fresh_{table.name}", MetaData(), *columns, prefixes=["TEMPORARY"])
+    return Table(
+        f"fresh_{table.name}",
+        MetaData(),
+        Column("n", Integer, primary_key=True),
+        *columns,
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _derived(fresh: Table) -> list[Column]:
+    return [c for c in fresh.c if c.name != "n"]
 
 
 _FRESH_NEEDS = _fresh_table(_NEED_FACT)
@@ -289,6 +299,9 @@ def _fresh_rows(session: Session, fresh: Table, rows: Select, chunk: dict) -> It
     connection.execute(insert(fresh).from_select(names, rows), chunk)
     if connection.dialect.name == "postgresql":  # without statistics it plans nested loops
         connection.execute(text(f"ANALYZE {fresh.name}"))
+    else:  # SQLite looks each stored row up in ``fresh`` (PostgreSQL hashes ``fresh``)
+        index = f"CREATE INDEX ix_{fresh.name} ON {fresh.name} (company_id, approach_id)"
+        connection.execute(text(index))
     yield
     fresh.drop(connection)
 
@@ -300,15 +313,20 @@ def _compared(session: Session, table: Table, fresh: Table, chunk: dict) -> list
     before.)"""
     stored = table.c.company_id.in_(int_list())
     same = and_(
-        stored,
         *(
             table.c[c.name].is_not_distinct_from(c) if c.nullable else table.c[c.name] == c
-            for c in fresh.c
+            for c in _derived(fresh)
         ),
     )
     gone = select(table.c.id).where(stored, ~exists().where(same))
     ids = list(session.execute(gone, chunk).scalars())
-    session.execute(delete(fresh).where(exists().where(same)), chunk)
+    if session.get_bind().dialect.name == "postgresql":  # hashes the stored rows
+        stored_already = exists().where(stored, same)
+    else:  # from the stored rows to ``fresh``'s index, not each fresh row to all of its company's
+        stored_already = fresh.c.n.in_(
+            select(fresh.c.n).select_from(table.join(fresh, same)).where(stored)
+        )
+    session.execute(delete(fresh).where(stored_already), chunk)
     return ids
 
 
@@ -316,7 +334,8 @@ def _replace(session: Session, table: Table, fresh: Table, gone: list[int]) -> N
     """Delete the rows ``gone`` of ``table`` and add the rows of ``fresh``."""
     if gone:
         session.execute(delete(table).where(table.c.id.in_(int_list())), {"ids": gone})
-    session.execute(insert(table).from_select([c.name for c in fresh.c], select(fresh)))
+    columns = _derived(fresh)
+    session.execute(insert(table).from_select([c.name for c in columns], select(*columns)))
 
 
 # --- monthly sums -------------------------------------------------------------------------------
