@@ -1,6 +1,7 @@
 """Benchmark: the prior-contact check under concurrent load, against gunicorn with N workers.
 
-Starts ``gunicorn -w N "coordination:create_app()"`` on 127.0.0.1 over a synced database
+Starts ``gunicorn -c python:coordination.gunicorn_conf -w N "coordination:create_app()"`` (as
+``docs/deployment.md`` runs it) on 127.0.0.1 over a synced database
 (``COORDINATION_CONFIG`` and ``COORDINATION_DATABASE_URL`` point at it), with a visitor token
 and a random sample of the database's CVR numbers, and measures:
 
@@ -10,7 +11,10 @@ and a random sample of the database's CVR numbers, and measures:
   its share of the ceiling (target: at least 40%);
 - **latency at a fixed rate** (default 200 requests/s, open loop: each request is timed from
   when it was due, so a slow server cannot hide its queue): p50, p95, p99 (targets on
-  PostgreSQL with 2,000,000 approaches: p50 < 10 ms, p99 < 50 ms).
+  PostgreSQL with 2,000,000 approaches: p50 < 10 ms, p99 < 50 ms);
+- **server CPU per request** of each phase: the CPU time (user + system, from ``/proc``) of the
+  gunicorn master and workers and of the PostgreSQL backends connected to the database, over
+  the requests served. Unlike requests/s it hardly moves when other work shares the machine.
 
 Every check is a real one: it is recorded (``priorcontactcheck``, audit log) and evaluated
 by the coordination rules, as in production.
@@ -158,9 +162,15 @@ def measure(
         out["endpoint"] = "prior-contact"
         out["load_before"] = load_text()
         fixed_rate(server.url, paths[:50], headers, 50, 2, client)  # warm the workers
-        out["healthz_max"] = saturate(server.url, ["/healthz"], {}, seconds, connections)
-        out["prior_contact_max"] = saturate(server.url, paths, headers, seconds, connections)
-        out["prior_contact_at_rate"] = fixed_rate(server.url, paths, headers, rate, seconds, client)
+        cpu = ServerCpu(server.process.pid, url)
+        with cpu.phase(out, "healthz_max"):
+            out["healthz_max"] = saturate(server.url, ["/healthz"], {}, seconds, connections)
+        with cpu.phase(out, "prior_contact_max"):
+            out["prior_contact_max"] = saturate(server.url, paths, headers, seconds, connections)
+        with cpu.phase(out, "prior_contact_at_rate"):
+            out["prior_contact_at_rate"] = fixed_rate(
+                server.url, paths, headers, rate, seconds, client
+            )
         # Latency where the server keeps up: half its saturated throughput (when below rate).
         half = min(rate, out["prior_contact_max"]["requests_per_second"] / 2)
         out["prior_contact_at_half"] = fixed_rate(server.url, paths, headers, half, seconds, client)
@@ -244,6 +254,8 @@ class Gunicorn:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:coordination.gunicorn_conf",
                 "-w",
                 str(workers),
                 "-b",
@@ -279,6 +291,75 @@ class Gunicorn:
                 self.process.wait()
         self.log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ServerCpu:
+    """CPU time (user + system) of the gunicorn master and its workers and of the PostgreSQL
+    backends connected to the database, read from ``/proc`` around a load phase; divided by
+    the requests the phase served. (On SQLite the database runs inside the workers.)"""
+
+    def __init__(self, master: int, url: str) -> None:
+        self.master = master
+        self.database = _database_name(url)
+
+    @contextlib.contextmanager
+    def phase(self, out: dict[str, Any], name: str) -> Iterator[None]:
+        before = self._times()
+        yield
+        after = self._times()
+        result = out[name]
+        served = result.get("requests") or 0
+        if not served:
+            return
+        gunicorn = sum(after[0].values()) - sum(before[0].get(p, 0) for p in after[0])
+        postgres = sum(after[1].values()) - sum(before[1].get(p, 0) for p in after[1])
+        result["gunicorn_cpu_ms"] = gunicorn * 1000 / served
+        result["postgres_cpu_ms"] = postgres * 1000 / served
+
+    def _times(self) -> tuple[dict[int, float], dict[int, float]]:
+        workers = [self.master, *_children(self.master)]
+        backends = _backends(self.database) if self.database else []
+        return _cpu_seconds(workers), _cpu_seconds(backends)
+
+
+def _database_name(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.database if parsed.get_backend_name() == "postgresql" else None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _backends(database: str) -> list[int]:
+    """The server processes of the connections to ``database`` (postgres's own included)."""
+    import psycopg
+
+    with psycopg.connect(
+        os.environ.get("COORDINATION_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1/postgres")
+    ) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each live process of ``pids``, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return times
 
 
 def _free_port() -> int:
@@ -317,6 +398,7 @@ def _wrk(base, paths, headers, seconds, connections) -> dict[str, Any]:
     finally:
         os.unlink(script.name)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
+    served = int(re.search(r"(\d+) requests in", output)[1])
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     latency = {
         f"p{m[1]}_ms": _milliseconds(m[2], m[3])
@@ -325,6 +407,7 @@ def _wrk(base, paths, headers, seconds, connections) -> dict[str, Any]:
     return {
         "tool": "wrk",
         "requests_per_second": rate,
+        "requests": served,
         "non_2xx": int(errors[1]) if errors else 0,
         **latency,
     }
@@ -360,6 +443,7 @@ def _threads(base, paths, headers, seconds, connections) -> dict[str, Any]:
     return {
         "tool": "python threads",
         "requests_per_second": len(latencies) / seconds,
+        "requests": len(latencies),
         "non_2xx": errors[0],
         **_percentiles(latencies),
     }
@@ -542,6 +626,16 @@ def print_results(out: dict[str, Any]) -> None:
         f"p95 {health_rate.get('p95_ms', 0):.1f} ms  p99 {health_rate.get('p99_ms', 0):.1f} ms",
         flush=True,
     )
+    print("  server CPU per request (gunicorn + PostgreSQL backends):")
+    for name in ("healthz_max", "prior_contact_max", "prior_contact_at_rate"):
+        phase = out[name]
+        if "gunicorn_cpu_ms" in phase:
+            total = phase["gunicorn_cpu_ms"] + phase["postgres_cpu_ms"]
+            print(
+                f"    {name:<24} {total:.2f} ms = gunicorn {phase['gunicorn_cpu_ms']:.2f} + "
+                f"PostgreSQL {phase['postgres_cpu_ms']:.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

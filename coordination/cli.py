@@ -47,13 +47,19 @@ def db_upgrade(revision: str) -> None:
 
 @main.command()
 @click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
-def sync(sources: tuple[str, ...]) -> None:
+@click.option(
+    "--rebuild-all",
+    is_flag=True,
+    help="First rebuild every company's approaches from its records and re-evaluate its flags: "
+    "run once after changing joint_date_tolerance_days or a source's organisation.",
+)
+def sync(sources: tuple[str, ...], rebuild_all: bool) -> None:
     """Run the connectors once. Exit 1 when any source failed (the others still ran)."""
     from coordination.services import SyncAlreadyRunning, run_sync
 
     config = _load()
     try:
-        result = run_sync(config, list(sources) or None, trigger="cli", interactive=_tty())
+        result = run_sync(config, list(sources) or None, "cli", _tty(), rebuild_all=rebuild_all)
     except (ConfigError, SyncAlreadyRunning) as exc:
         raise click.ClickException(str(exc)) from exc
     _print_result(result)

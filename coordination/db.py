@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import BindParameter, Engine, bindparam, create_engine, event
+from sqlalchemy import BindParameter, Connection, Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -75,3 +75,64 @@ def int_list(name: str = "ids") -> BindParameter:
     thousands of bound parameters cost the driver more than the statement itself (psycopg
     parses the query for them). Integers only: the values become SQL literals."""
     return bindparam(name, expanding=True, literal_execute=True)
+
+
+class DriverStatement:
+    """A Core statement run straight on psycopg's connection under a SQLAlchemy ``Connection``,
+    for the few statements of a hot path (the prior-contact check): about a third of the client
+    CPU of ``Connection.execute``, which builds an execution context and a result for each one.
+
+    Compiled once with positional ``$n`` parameters (psycopg has no placeholders to parse, which
+    it does on every execution for a statement longer than 4 KB) and prepared on the server at
+    its first use on a connection. Values go through their types' bind processing as with
+    SQLAlchemy, and the engine's ``before_cursor_execute`` and ``after_cursor_execute`` events
+    still see the statement (tests and benchmarks count statements with them).
+
+    PostgreSQL only, and only on a connection in autocommit mode (``runs_on``): a transaction
+    the driver began here would be invisible to SQLAlchemy. Errors are the driver's; run it in
+    ``engine.begin()``, whose rollback on the way out meets a lost connection and makes
+    SQLAlchemy drop the pool's connections as after its own statements."""
+
+    def __init__(self, statement, dialect) -> None:
+        compiled = statement.compile(dialect=type(dialect)(paramstyle="numeric_dollar"))
+        self.text = str(compiled)
+        self.sql = self.text.encode()
+        self.names = tuple(compiled.positiontup)
+        self.defaults = {name: bind.value for name, bind in compiled.binds.items()}
+        processors = (
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.names
+        )
+        self.processors = tuple((i, f) for i, f in enumerate(processors) if f is not None)
+
+    @staticmethod
+    def runs_on(connection) -> bool:
+        """Whether ``connection`` (a Session or a Connection) can run driver statements."""
+        return (
+            isinstance(connection, Connection)
+            and connection.dialect.driver == "psycopg"
+            and connection.connection.driver_connection.autocommit
+        )
+
+    def first_row(self, connection: Connection, values: dict) -> tuple | None:
+        """The first row of the statement (one that returns rows) with ``values`` (by bind
+        name), or None."""
+        from psycopg import RawCursor
+
+        parameters = [values[n] if n in values else self.defaults[n] for n in self.names]
+        for index, process in self.processors:
+            parameters[index] = process(parameters[index])
+        driver = connection.connection.driver_connection
+        announce = connection.dispatch
+        with RawCursor(driver) as cursor:
+            if announce.before_cursor_execute:
+                announce.before_cursor_execute(
+                    connection, cursor, self.text, parameters, None, False
+                )
+            cursor.execute(self.sql, parameters, prepare=True)
+            row = cursor.fetchone()
+            if announce.after_cursor_execute:
+                announce.after_cursor_execute(
+                    connection, cursor, self.text, parameters, None, False
+                )
+        return row

@@ -24,6 +24,7 @@ from coordination.models import (
     ReportApproachFact,
     utcnow,
 )
+from coordination.reports.facts import mark_facts_changed
 from coordination.rules import (
     ApproachFacts,
     CheckFacts,
@@ -172,6 +173,7 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     if changes:
         connection.execute(_SET_COORDINATED, changes)
         connection.execute(_SET_FACTS_COORDINATED, changes)
+        mark_facts_changed(connection)
     _apply_flags(connection, created, updated)
     return len(created)
 

@@ -132,13 +132,31 @@ def apply_retention_policy(context: JobContext) -> str | None:
     return None
 
 
+def warm_report_cache(context: JobContext) -> None:
+    """Cache the report pages' first views, counted from the facts as the night left them (the
+    log of the day's fact changes is emptied first)."""
+    from coordination.reports.facts import forget_fact_changes
+    from coordination.web.queries import warm_report_pages
+
+    with session_scope(context.engine) as session:
+        forget_fact_changes(session)
+        warm_report_pages(
+            session, context.config.rules, local_today(context.config.schedule.timezone)
+        )
+
+
 # Steps that follow the nightly sync and flag re-evaluation, in order: add later nightly work
-# here as Step(<name>, <function(JobContext) -> problem or None>).
-NIGHTLY_FOLLOW_UP_STEPS: tuple[Step, ...] = (Step("retention", apply_retention_policy),)
+# here as Step(<name>, <function(JobContext) -> problem or None>). The report cache comes last:
+# every step before it may change the report facts.
+NIGHTLY_FOLLOW_UP_STEPS: tuple[Step, ...] = (
+    Step("retention", apply_retention_policy),
+    Step("reports", warm_report_cache),
+)
 
 NIGHTLY_SYNC = Job(
     id=NIGHTLY_SYNC_ID,
-    description="sync all sources, re-evaluate all flags, apply the retention policy",
+    description="sync all sources, re-evaluate all flags, apply the retention policy, "
+    "cache the report pages",
     schedule_setting="sync_cron",
     steps=(
         Step("sync", sync_all_sources),

@@ -438,3 +438,26 @@ class ReportFactState(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     built_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ReportFactChange(SQLModel, table=True):
+    """One row per transaction that changed the report facts, written in that transaction: the
+    number of rows and the newest id are the facts' version, which keys the cached report
+    results. Appending takes no lock that another writer waits for, and a change that commits
+    after a newer id still changes the number."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ReportCache(SQLModel, table=True):
+    """A report result computed from the report facts of one ``version``, shared by every worker
+    and machine: ``key`` hashes the report kind and its normalised parameters. A row of another
+    version than the facts' current one is stale and is never read. Kept by
+    ``coordination.reports.cache`` only."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=40)
+    version: str = Field(max_length=32)
+    result: str  # JSON
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -17,7 +17,9 @@ statement also sets ``synchronous_commit`` to off for its own transaction only
 connection changes.
 
 Both functions take an ORM ``Session`` or a Core ``Connection`` (the API's fast path uses a
-Connection, which costs less per statement).
+Connection, which costs less per statement). On a PostgreSQL connection in autocommit mode (the
+fast path's) both statements run on psycopg's own connection (:class:`coordination.db.
+DriverStatement`: compiled once, prepared, without SQLAlchemy's execution context and result).
 
 The answer built from the snapshot is the one :func:`coordination.companies.prior_contact`
 builds with its separate queries; ``tests/api/test_prior_contact_read.py`` holds the two
@@ -49,6 +51,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlmodel import Session
 
 from coordination.approach_queries import approach_view, needs_by_approach, sources_and_notes
+from coordination.db import DriverStatement
 from coordination.identity.normalise import normalise_organisation_name
 from coordination.models import (
     Approach,
@@ -273,37 +276,43 @@ def read_snapshot(
     statement; None when there is no such company."""
     since = today - dt.timedelta(days=days)
     by = "id" if company_id is not None else "cvr"
-    statement = _snapshot_statement(dialect_name(session), by)
-    row = session.execute(
-        statement,
-        {
-            by if by == "cvr" else "company_id": cvr if by == "cvr" else company_id,
-            "since": since,
-            "today": today,
-            "long": today - dt.timedelta(days=SUMMARY_LONG_DAYS),
-            "organisation_key": normalise_organisation_name(organisation),
-        },
-    ).one_or_none()
+    values = {
+        by if by == "cvr" else "company_id": cvr if by == "cvr" else company_id,
+        "since": since,
+        "today": today,
+        "long": today - dt.timedelta(days=SUMMARY_LONG_DAYS),
+        "organisation_key": normalise_organisation_name(organisation),
+    }
+    if DriverStatement.runs_on(session):
+        row = _driver_statement(("snapshot", by), session).first_row(session, values)
+    else:
+        statement = _snapshot_statement(dialect_name(session), by)
+        row = session.execute(statement, values).one_or_none()
     if row is None:
         return None
+    (units, contacts, approaches, records, needs, flags, checks, visits, sources) = row[_AGGREGATES]
+    organisation_id, organisation_name, organisations_90d = row[_AGGREGATES.stop :]
     return Snapshot(
-        company=CompanyRow(*(row[i] for i in range(len(CompanyRow._fields)))),
-        units=_rows(row.units),
-        contacts=_rows(row.contacts, dates=("last_seen_on",)),
-        approaches=_rows(row.approaches, dates=("date",)),
-        records=_rows(row.records),
-        needs=_rows(row.needs),
-        flags=_rows(row.flags, dates=("raised_on", "resolved_on")),
-        checks=_rows(row.checks, moments=("at",)),
-        visits=_rows(row.visits, dates=("date",)),
-        sources={s["name"]: s for s in _rows(row.sources, moments=("last_success_at",))},
-        organisation=(row.organisation_id, row.organisation_name)
-        if row.organisation_id is not None
-        else None,
-        organisations_90d=int(row.organisations_90d or 0),
+        company=CompanyRow(*row[: _AGGREGATES.start]),
+        units=_rows(units),
+        contacts=_rows(contacts, dates=("last_seen_on",)),
+        approaches=_rows(approaches, dates=("date",)),
+        records=_rows(records),
+        needs=_rows(needs),
+        flags=_rows(flags, dates=("raised_on", "resolved_on")),
+        checks=_rows(checks, moments=("at",)),
+        visits=_rows(visits, dates=("date",)),
+        sources={s["name"]: s for s in _rows(sources, moments=("last_success_at",))},
+        organisation=(organisation_id, organisation_name) if organisation_id is not None else None,
+        organisations_90d=int(organisations_90d or 0),
         since=since,
         today=today,
     )
+
+
+# Where the snapshot row's JSON aggregates are: after the company's columns, before the
+# caller's organisation (id, name) and the number of organisations of the last 90 days.
+_AGGREGATES = slice(len(CompanyRow._fields), len(CompanyRow._fields) + 9)
 
 
 def _rows(value, dates: tuple[str, ...] = (), moments: tuple[str, ...] = ()) -> list[dict]:
@@ -331,12 +340,27 @@ def dialect_name(executor: Session | Connection) -> str:
 
 
 _STATEMENTS: dict[tuple[str, str], object] = {}
+_DRIVER_STATEMENTS: dict[tuple, DriverStatement] = {}
 
 
 def _snapshot_statement(dialect: str, by: str):
     if (dialect, by) not in _STATEMENTS:
         _STATEMENTS[dialect, by] = _build_snapshot_statement(dialect, by)
     return _STATEMENTS[dialect, by]
+
+
+def _driver_statement(key: tuple, connection: Connection) -> DriverStatement:
+    """The snapshot (``("snapshot", by)``) or the check's write (``("write", durable)``) on
+    PostgreSQL, as a :class:`DriverStatement`."""
+    if key not in _DRIVER_STATEMENTS:
+        kind, variant = key
+        statement = (
+            _snapshot_statement("postgresql", variant)
+            if kind == "snapshot"
+            else _combined_write(variant)
+        )
+        _DRIVER_STATEMENTS[key] = DriverStatement(statement, connection.dialect)
+    return _DRIVER_STATEMENTS[key]
 
 
 def _json_rows(dialect: str, fields: dict, query, order_by: tuple = ()):
@@ -372,8 +396,14 @@ def _build_snapshot_statement(dialect: str, by: str):
     if by == "id":
         company_id = bindparam("company_id", type_=Integer)
         wanted = _COMPANY.c.id == company_id
+    elif dialect == "postgresql":
+        # The subqueries correlate with the outer company row: PostgreSQL runs each once for
+        # that row, without looking the CVR number up again in each of them.
+        company_id = _COMPANY.c.id
+        wanted = _COMPANY.c.cvr == bindparam("cvr", type_=String)
     else:
-        # An alias, so that the subqueries do not correlate with the outer company row.
+        # An alias, so that the subqueries do not correlate with the outer company row (SQLite
+        # aggregates from subqueries in FROM, which cannot see it).
         key = _COMPANY.alias("wanted")
         cvr = bindparam("cvr", type_=String)
         company_id = select(key.c.id).where(key.c.cvr == cvr).scalar_subquery()
@@ -560,6 +590,10 @@ def insert_check(
     if dialect_name(session) == "postgresql" and audit is not None:
         values = {f"audit_{name}": audit.get(name) for name in _AUDIT_FIELDS}
         values["audit_at"] = audit.get("at") or at
+        if DriverStatement.runs_on(session):
+            return _driver_statement(("write", durable), session).first_row(
+                session, check | values
+            )[0]
         return session.execute(_combined_write(durable), check | values).scalar_one()
     check_id = session.execute(insert(_CHECK).values(**check).returning(_CHECK.c.id)).scalar_one()
     if audit is not None:

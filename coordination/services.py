@@ -14,11 +14,11 @@ from sqlmodel import Session
 
 from connectors.base import load_registry
 from coordination.config import Config
-from coordination.db import make_engine
+from coordination.db import make_engine, session_scope
 from coordination.locks import SyncAlreadyRunning, SyncLock, sync_lock
 from coordination.models import Source
 from coordination.progress import progress_reporter
-from coordination.sync import SyncEngine, SyncResult
+from coordination.sync import SyncEngine, SyncResult, mark_all_for_rebuild
 
 __all__ = [
     "STALE_AFTER",
@@ -47,30 +47,40 @@ def run_sync(
     stop: threading.Event | None = None,
     engine=None,
     held_lock: SyncLock | None = None,
+    rebuild_all: bool = False,
 ) -> SyncResult:
     """Sync ``source_names`` (default: all configured sources) once, under the sync lock.
 
     Raises :class:`SyncAlreadyRunning` at once, before anything is written, when another run
     (from any process or machine) holds the lock. A caller that already holds the lock (the
     scheduler, the API's background run) passes it as ``held_lock``. Setting ``stop`` makes the
-    run finish the batch it is storing, keep its cursor and return.
+    run finish the batch it is storing, keep its cursor and return. ``rebuild_all`` first
+    rebuilds every company's approaches whole and re-evaluates its flags (after a change of the
+    configuration they depend on; see :func:`coordination.sync.mark_all_for_rebuild`).
     """
     if engine is None:  # our own engine: closed again so no connection outlives the run
         own = make_engine(config.database_url)
         try:
-            return run_sync(config, source_names, trigger, interactive, stop, own, held_lock)
+            return run_sync(
+                config, source_names, trigger, interactive, stop, own, held_lock, rebuild_all
+            )
         finally:
             own.dispose()
     if held_lock is not None:
         if not held_lock.held:
             raise RuntimeError("run_sync was given a sync lock that is not held")
-        return _run(config, engine, source_names, trigger, interactive, stop)
+        return _run(config, engine, source_names, trigger, interactive, stop, rebuild_all)
     with sync_lock(engine):
-        return _run(config, engine, source_names, trigger, interactive, stop)
+        return _run(config, engine, source_names, trigger, interactive, stop, rebuild_all)
 
 
-def _run(config, engine, source_names, trigger, interactive, stop, on_started=None) -> SyncResult:
+def _run(
+    config, engine, source_names, trigger, interactive, stop, rebuild_all=False, on_started=None
+) -> SyncResult:
     mark_interrupted_runs(engine)
+    if rebuild_all:
+        with session_scope(engine) as session:
+            log.info("rebuilding all %d companies before the sync", mark_all_for_rebuild(session))
     classifier = _classifier(engine)
     sync_engine = SyncEngine(engine, config, load_registry(), classifier=classifier, stop=stop)
     with progress_reporter(interactive) as progress:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, false, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -39,6 +39,7 @@ from coordination.identity.normalise import normalise_organisation_name
 from coordination.ingest import BatchCounts, NeedClassifier, store_batch
 from coordination.linking import IdentityStage, refresh_companies
 from coordination.models import (
+    Company,
     DirtyCompany,
     Organisation,
     Source,
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 REBUILD_CHUNK = 500
 # A run that has touched this many companies not yet rebuilt rebuilds them before it goes on.
 REBUILD_AFTER = 50_000
+# A long rebuild logs how far it has come every this many companies.
+REBUILD_PROGRESS_EVERY = 50 * REBUILD_CHUNK
 
 _DIRTY = DirtyCompany.__table__
 _REBUILT = update(_DIRTY).where(_DIRTY.c.company_id.in_(int_list())).values(rebuilt=True)
@@ -281,12 +284,13 @@ class SyncEngine:
         return affected
 
     def _catch_up(self) -> set[int]:
-        """Rebuild the companies an interrupted run left in dirtycompany; returns all it left
-        (they are evaluated at the end of this run)."""
+        """Rebuild the companies left in dirtycompany (by an interrupted run, or all of them
+        by :func:`mark_all_for_rebuild`) whole; returns all it left (they are evaluated at the
+        end of this run)."""
         with Session(self.engine) as session:
             left = dict(session.execute(select(_DIRTY.c.company_id, _DIRTY.c.rebuilt)).all())
         if left:
-            log.info("finishing %d companies left by an interrupted sync", len(left))
+            log.info("rebuilding %d companies left in dirtycompany whole", len(left))
             self._rebuild({cid for cid, rebuilt in left.items() if not rebuilt})
         return set(left)
 
@@ -307,6 +311,8 @@ class SyncEngine:
             with session_scope(self.engine) as session:
                 rebuild_companies(session, chunk, tolerance, windows)
             pending.difference_update(chunk)
+            if start and start % REBUILD_PROGRESS_EVERY == 0:  # a rebuild of all takes minutes
+                log.info("rebuilt %d of %d companies", start, len(ids))
         if changed is not None:
             # Every changed record's company is rebuilt now: their changes are in the stored
             # approaches, so the set need not grow with the whole run (1,000,000 ids ~ 60 MB).
@@ -350,6 +356,19 @@ def rebuild_companies(
     refresh_companies(session, company_ids)
     rebuild_approaches(session, company_ids, tolerance_days, windows)
     session.execute(_REBUILT, {"ids": list(company_ids)})
+
+
+def mark_all_for_rebuild(session: Session) -> int:
+    """Put every company in dirtycompany, so that the next sync run rebuilds all of them whole
+    and re-evaluates them before it reads any source. Needed after a configuration change the
+    stored approaches depend on (``joint_date_tolerance_days``, a source's organisation): a
+    sync otherwise re-derives only the stretches of history its own changes touch. Returns the
+    number of companies."""
+    session.execute(delete(_DIRTY))
+    done = session.execute(
+        _DIRTY.insert().from_select(["company_id", "rebuilt"], select(Company.id, false()))
+    )
+    return done.rowcount or 0
 
 
 def _mark_dirty(session: Session, company_ids: set[int]) -> None:

@@ -53,8 +53,31 @@ def unit_of_work(autocommit: bool = False) -> Iterator[Session]:
 def connection_of_work(autocommit: bool = False) -> Iterator[Connection]:
     """:func:`unit_of_work` as a Core ``Connection`` instead of an ORM ``Session``, for
     statement-level work on the hot path (no ORM bookkeeping per statement)."""
-    with _bind(autocommit).begin() as connection:
-        yield connection
+    bind = engine()
+    if autocommit and bind.dialect.driver == "psycopg":
+        with bind.begin() as connection, _driver_autocommit(connection):
+            yield connection
+    else:
+        with _bind(autocommit).begin() as connection:
+            yield connection
+
+
+@contextlib.contextmanager
+def _driver_autocommit(connection: Connection) -> Iterator[None]:
+    """psycopg's connection in autocommit mode for the block: what the AUTOCOMMIT isolation
+    level does (the SQLAlchemy transaction around it then commits nothing), without
+    SQLAlchemy's isolation-level bookkeeping at every checkout and return."""
+    from psycopg.pq import TransactionStatus
+
+    driver = connection.connection.driver_connection
+    driver.autocommit = True
+    try:
+        yield
+    finally:
+        # Otherwise the connection was lost: the transaction's rollback on the way out meets
+        # that, and SQLAlchemy drops it and the pool's other connections.
+        if driver.pgconn.transaction_status == TransactionStatus.IDLE:
+            driver.autocommit = False
 
 
 def _bind(autocommit: bool) -> Engine:
@@ -100,9 +123,16 @@ def fast_dumper(schema: Schema) -> Callable[[Any], Any]:
         (name, field.data_key or name, _field_dumper(field))
         for name, field in schema.dump_fields.items()
     ]
+    # Values that pass unchanged are copied without a call each (most of the fields).
+    copied = [(name, key) for name, key, convert in parts if convert is _unchanged]
+    converted = [part for part in parts if part[2] is not _unchanged]
 
     def dump(obj: Any) -> dict:
-        return {key: convert(obj[name]) for name, key, convert in parts if name in obj}
+        out = {key: obj[name] for name, key in copied if name in obj}
+        for name, key, convert in converted:
+            if name in obj:
+                out[key] = convert(obj[name])
+        return out
 
     return dump
 

@@ -243,6 +243,18 @@ class CodeLists:
     def taxonomy_label(self, taxonomy_code: str) -> str:
         """A Danish label for a taxonomy code: the competence's label, the occupation's first
         listed title, or else the DISCO sub-major group's label. KeyError if not a known code."""
+        # Remembered per code (the lists never change): every need a prior-contact check shows
+        # asks, and a DISCO code's label costs a pattern match and a walk of the occupations.
+        label = self._taxonomy_labels.get(taxonomy_code)
+        if label is None:
+            label = self._taxonomy_labels[taxonomy_code] = self._taxonomy_label(taxonomy_code)
+        return label
+
+    @functools.cached_property
+    def _taxonomy_labels(self) -> dict[str, str]:
+        return {}
+
+    def _taxonomy_label(self, taxonomy_code: str) -> str:
         if not self.is_taxonomy_code(taxonomy_code):
             raise KeyError(taxonomy_code)
         if taxonomy_code.startswith(COMPETENCE_PREFIX):

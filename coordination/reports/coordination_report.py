@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Mapping
 
 from sqlalchemy import (
@@ -69,6 +70,7 @@ from coordination.reports import (
     resolve_area,
     share,
 )
+from coordination.reports.cache import Memo, live
 from coordination.reports.competence_needs import ORGANISATION_TYPE_LABELS
 from coordination.reports.facts import facts_built
 from coordination.reports.suppression import MIN_COMPANIES, RULE, Line, suppress
@@ -90,14 +92,18 @@ def coordination_report(
     request: CoordinationRequest,
     rules: Rules,
     codelists: CodeLists | None = None,
+    memo: Memo = live,
 ) -> dict:
     """The report as a JSON-ready dict (see ``CoordinationReportSchema`` in the API).
 
-    Raises :class:`coordination.reports.ReportRequestError` for an unknown area.
+    ``memo`` may return the costly parts from a cache (``coordination.reports.cache``): the
+    counts of the approach facts, and the checks (keyed also by the checks as stored); flags are
+    always counted live. Raises :class:`coordination.reports.ReportRequestError` for an unknown
+    area.
     """
     codelists = codelists or load_codelists()
     scope = resolve_area(codelists, request.area, request.period)
-    counts = _Counts.gather(session, scope, request.period, rules)
+    counts = _Counts.gather(session, scope, request.period, rules, memo)
     municipalities = scope.municipality_codes(request.period)
     return {
         "area": scope.as_dict(request.period),
@@ -136,29 +142,29 @@ class _Counts:
     flags_total: tuple[int, int]
 
     @classmethod
-    def gather(cls, session: Session, scope: AreaScope, period: Period, rules: Rules) -> _Counts:
+    def gather(
+        cls, session: Session, scope: AreaScope, period: Period, rules: Rules, memo: Memo
+    ) -> _Counts:
         allow_memory_to_aggregate(session)
         first_days = scope.spans(period)
         if facts_built(session) and first_days is not None:
-            checked = _checked_facts(scope, period, rules).subquery("checked")
-            by_municipality, approaches_per_company, organisations_per_company = _from_facts(
-                session, scope, period, {code: span[0] for code, span in first_days.items()}
+            by_municipality, approaches_per_company, organisations_per_company = _facts_counts(
+                session, scope, period, {code: span[0] for code, span in first_days.items()}, memo
             )
+            checks = _facts_checks(session, scope, period, rules, memo)
         else:
-            checked = _checked_approaches(scope, period, rules).subquery("checked")
             by_municipality, approaches_per_company = _per_company_counts(session, scope, period)
             organisations_per_company = _histogram(
                 session, _organisations_per_company(scope, period), ORGANISATION_BUCKETS
             )
-        checked_counts = session.execute(
-            select(func.count(), func.count(distinct(checked.c.company_id)))
-        ).one()
+            checks = _checks(session, _checked_approaches(scope, period, rules))
+        approaches_checked, companies_checked, median_lead_days = checks
         return cls(
             by_municipality=_with_flags(session, scope, period, by_municipality),
             approaches_per_company=approaches_per_company,
             organisations_per_company=organisations_per_company,
-            checked=(checked_counts[0], checked_counts[1]),
-            median_lead_days=_median(session, checked.c.lead_days, checked_counts[0]),
+            checked=(approaches_checked, companies_checked),
+            median_lead_days=median_lead_days,
             flags_by_type=_flags_by_type(session, scope, period),
             flags_total=_flags_total(session, scope, period),
         )
@@ -219,6 +225,90 @@ def _per_company_counts(
 
 
 _MUNICIPALITY, _BUCKET, _ORGANISATIONS = "municipality", "bucket", "organisations"
+
+
+def _facts_counts(
+    session: Session,
+    scope: AreaScope,
+    period: Period,
+    first_days: dict[str, dt.date],
+    memo: Memo,
+) -> tuple[dict[str, _MunicipalityCounts], dict[str, int], dict[str, int]]:
+    """:func:`_from_facts` through ``memo``, keyed by what it depends on: the period and the
+    area's municipalities over it."""
+
+    def compute() -> list:
+        found, by_approaches, by_organisations = _from_facts(session, scope, period, first_days)
+        rows = {code: dataclasses.astuple(counts) for code, counts in found.items()}
+        return [rows, by_approaches, by_organisations]
+
+    parameters = {
+        "period": period.as_dict(),
+        "segments": _segments_key(scope),
+    }
+    rows, by_approaches, by_organisations = memo("coordination-facts", parameters, compute)
+    found = {code: _MunicipalityCounts(*values) for code, values in rows.items()}
+    return found, by_approaches, by_organisations
+
+
+def _facts_checks(
+    session: Session, scope: AreaScope, period: Period, rules: Rules, memo: Memo
+) -> list:
+    """:func:`_checks` of the approach facts through ``memo``, keyed also by the checks as they
+    are now: their number and newest id change with every check stored or deleted (and the
+    number when one stored out of id order commits late); a check moved to another company (a
+    merge) is followed by a refresh of both companies' facts."""
+    stored = session.execute(select(func.count(), func.max(PriorContactCheck.id))).one()
+    parameters = {
+        "period": period.as_dict(),
+        "segments": _segments_key(scope),
+        "lookup_valid_days": rules.lookup_valid_days,
+        "checks": list(stored),
+    }
+    compute = functools.partial(_checks, session, _checked_facts(scope, period, rules))
+    return memo("coordination-checks", parameters, compute)
+
+
+def _checks(session: Session, checked: Select) -> list:
+    """[approaches, companies, median lead days] of ``checked`` (approaches with their lead
+    time), in one statement: the lead times come back counted per day (at most
+    ``lookup_valid_days`` + 1 of them) and the median is found among those."""
+    c = checked.cte("checked").c
+    query = union_all(
+        select(c.lead_days, func.count(), null()).group_by(c.lead_days),
+        select(null(), null(), func.count(distinct(c.company_id))),
+    )
+    leads, companies = [], 0
+    for lead_days, approaches, distinct_companies in session.execute(query):
+        if lead_days is None:
+            companies = distinct_companies
+        else:
+            leads.append((lead_days, approaches))
+    return [sum(n for _, n in leads), companies, _median(leads)]
+
+
+def _median(counted: list[tuple[int, int]]) -> float | None:
+    """The median of the values counted in ``counted`` (value, how often): the middle one, or
+    the mean of the two middle ones."""
+    total = sum(n for _, n in counted)
+    if total == 0:
+        return None
+    ordered = sorted(counted)
+
+    def at(position: int) -> float:
+        seen = 0
+        for value, n in ordered:
+            seen += n
+            if position < seen:
+                return float(value)
+        raise IndexError(position)
+
+    middle = [at(total // 2)] if total % 2 else [at(total // 2 - 1), at(total // 2)]
+    return sum(middle) / len(middle)
+
+
+def _segments_key(scope: AreaScope) -> list:
+    return [[s.start, s.end, sorted(s.municipality_codes)] for s in scope.segments]
 
 
 def _from_facts(
@@ -377,16 +467,6 @@ def _checked_approaches(scope: AreaScope, period: Period, rules: Rules) -> Selec
         .where(lead.between(0, rules.lookup_valid_days))
         .group_by(Approach.id, Approach.company_id)
     )
-
-
-def _median(session: Session, values, count: int) -> float | None:
-    """The median of ``values`` (a column of a subquery with ``count`` rows), found by ordering
-    in the database: the middle row, or the mean of the two middle rows."""
-    if count == 0:
-        return None
-    middle = select(values).order_by(values).offset((count - 1) // 2).limit(2 - count % 2)
-    found = [float(value) for value in session.execute(middle).scalars()]
-    return sum(found) / len(found)
 
 
 def _flags_in_scope(scope: AreaScope, period: Period, *columns) -> Select:

@@ -14,6 +14,8 @@ company's approaches, the needs of its records or its municipality or industry m
 that company afterwards, in the same transaction. Until the facts have been built once
 (``reportfactstate`` has its row) the reports count from the approaches directly
 (:func:`expressed_needs`), so a database whose facts were never built still reports correctly.
+Every change of the facts (also the flag evaluation's of ``coordinated``) is noted in
+``reportfactchange`` (:func:`mark_facts_changed`): the version that keys cached report results.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from coordination.models import (
     Need,
     Organisation,
     ReportApproachFact,
+    ReportFactChange,
     ReportFactState,
     ReportNeedFact,
     ReportNeedMonth,
@@ -100,10 +103,38 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         with _fresh_rows(session, _FRESH_APPROACHES, _DERIVED_APPROACHES, chunk):
             gone = _compared(session, _APPROACH_FACT, _FRESH_APPROACHES, chunk)
             _replace(session, _APPROACH_FACT, _FRESH_APPROACHES, gone)
+    if ids:
+        mark_facts_changed(session)
 
 
 def facts_built(session: Session) -> bool:
     return session.get(ReportFactState, 1) is not None
+
+
+def facts_version(session: Session) -> str | None:
+    """The version of the report facts as this statement sees them (the changes committed so
+    far); None until they are built (the reports then count from the approaches, which change
+    without a version)."""
+    change = ReportFactChange.__table__.c
+    query = select(
+        select(ReportFactState.id).where(ReportFactState.id == 1).scalar_subquery(),
+        select(func.count()).select_from(ReportFactChange).scalar_subquery(),
+        select(func.max(change.id)).scalar_subquery(),
+    )
+    built, changes, newest = session.execute(query).one()
+    return None if built is None else f"{changes}.{newest}"
+
+
+def mark_facts_changed(session) -> None:
+    """Note a change of the facts, in the transaction that changes them: once it commits, every
+    result cached from the facts before goes stale. ``session`` may be a Core ``Connection``."""
+    session.execute(insert(ReportFactChange).values(at=utcnow()))
+
+
+def forget_fact_changes(session: Session) -> None:
+    """Keep only the newest change: the log need not grow (the version changes once more)."""
+    newest = select(func.max(ReportFactChange.id)).scalar_subquery()
+    session.execute(delete(ReportFactChange).where(ReportFactChange.id < newest))
 
 
 def expressed_needs(session: Session, organisation_type: bool = True):
@@ -162,6 +193,7 @@ def _rebuild_all(session: Session) -> None:
         session.add(ReportFactState(id=1, built_at=utcnow()))
     else:
         state.built_at = utcnow()
+    mark_facts_changed(session)
     session.flush()
 
 

@@ -6,13 +6,16 @@ and suppression) rather than repeating it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import distinct, extract, func, select, true
 from sqlmodel import Session
 
 from coordination.approach_queries import _approach_rows, serialise_approaches
+from coordination.config import Rules
 from coordination.models import (
     Approach,
     QuarantinedRecord,
@@ -24,6 +27,9 @@ from coordination.models import (
 )
 from coordination.needs.codelists import load_codelists
 from coordination.reports import Period, resolve_area
+from coordination.reports.cache import Memo, live, memo_in
+from coordination.reports.competence_needs import CompetenceNeedsRequest, competence_needs_report
+from coordination.reports.coordination_report import CoordinationRequest, coordination_report
 from coordination.reports.facts import (
     COMPANY,
     MonthOf,
@@ -95,6 +101,42 @@ def recent_runs(session: Session, count: int) -> list[dict]:
 
     runs = session.execute(select(SyncRun).order_by(SyncRun.id.desc()).limit(count)).scalars()
     return [_run(session, run) for run in runs]
+
+
+DEFAULT_DAYS = 365  # the report pages' period without choices: the last 365 days
+TOP_NEEDS = 10  # needs in the reports page's top-needs chart
+
+
+def default_period(today: dt.date) -> Period:
+    return Period(today - dt.timedelta(days=DEFAULT_DAYS - 1), today)
+
+
+def needs_page(session: Session, request: CompetenceNeedsRequest, memo: Memo = live) -> dict:
+    """What the reports page shows: the competence-needs report (``report``) and its trend
+    (``trend``), through ``memo`` (both are counted from the report facts alone)."""
+
+    def compute() -> dict:
+        report = competence_needs_report(session, request)
+        trend = needs_trend(session, request.area, request.period, report["total"]["companies"])
+        return {"report": report, "trend": trend}
+
+    return memo("needs-page", dataclasses.asdict(request), compute)
+
+
+def competence_needs(session: Session, request: CompetenceNeedsRequest, memo: Memo) -> dict:
+    """The competence-needs report through ``memo`` (the downloads)."""
+    compute = functools.partial(competence_needs_report, session, request)
+    return memo("competence-needs", dataclasses.asdict(request), compute)
+
+
+def warm_report_pages(session: Session, rules: Rules, today: dt.date) -> None:
+    """Cache what the report pages show without choices, for every council area: after a
+    refresh of the report facts the first visitors then need not wait for the counting."""
+    memo = memo_in(session)
+    period = default_period(today)
+    for area in sorted(load_codelists().areas):
+        needs_page(session, CompetenceNeedsRequest(area, period, "sector", top=TOP_NEEDS), memo)
+        coordination_report(session, CoordinationRequest(area, period), rules, memo=memo)
 
 
 def needs_trend(

@@ -137,6 +137,83 @@ def test_the_snapshot_names_the_callers_stored_organisation(engine, busy_company
     assert missing is None
 
 
+def test_on_an_autocommit_connection_the_snapshot_read_by_the_driver_is_the_sessions(
+    engine, busy_company
+):
+    """PostgreSQL runs the fast path's statements on psycopg's connection (DriverStatement):
+    the same snapshot as through SQLAlchemy, by CVR number and by id, announced to the
+    engine's statement events; SQLite has no driver path and reads through SQLAlchemy."""
+    from coordination.db import DriverStatement
+
+    sent = statements_of(engine)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with session_scope(engine) as session:
+        expected = [
+            read_snapshot(session, viewer, days, local_today(), cvr=CVR)
+            for viewer in (JOBCENTER, OTHER)
+            for days in (1, 3650)
+        ]
+        by_id = read_snapshot(session, JOBCENTER, 1, local_today(), company_id=busy_company)
+    sent.clear()
+    with autocommit.connect() as connection:
+        on_driver = DriverStatement.runs_on(connection)
+        read = [
+            read_snapshot(connection, viewer, days, local_today(), cvr=CVR)
+            for viewer in (JOBCENTER, OTHER)
+            for days in (1, 3650)
+        ]
+        read_by_id = read_snapshot(connection, JOBCENTER, 1, local_today(), company_id=busy_company)
+        missing = read_snapshot(connection, JOBCENTER, 1, local_today(), cvr="10000033")
+
+    assert on_driver is (engine.dialect.name == "postgresql")
+    assert read == expected
+    assert read_by_id == by_id == expected[0]
+    assert missing is None
+    assert len(sent) == 6
+
+
+def test_the_checks_connection_goes_back_to_the_pool_transactional(app, client, auth, busy_company):
+    """The fast path runs without a transaction on PostgreSQL; the next user of its
+    connection has one."""
+    from sqlalchemy import text
+
+    app_engine = app.extensions["coordination"]["engine"]
+    if app_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's fast path runs in a transaction")
+    from psycopg.pq import TransactionStatus
+
+    assert client.get(CHECK, headers=auth("visitor", VEU)).status_code == 200
+
+    with app_engine.connect() as connection:  # the pool's one connection, the check's
+        connection.execute(text("SELECT 1"))
+        status = connection.connection.driver_connection.info.transaction_status
+    assert app_engine.pool.checkedin() == 1
+    assert status == TransactionStatus.INTRANS
+
+
+def test_a_check_on_connections_the_database_closed_fails_once_then_reconnects(
+    app, client, auth, engine, busy_company
+):
+    """As with SQLAlchemy's own statements: a disconnect drops the pool's other connections
+    too (they died with it), so the next check connects afresh."""
+    from sqlalchemy import text
+
+    app_engine = app.extensions["coordination"]["engine"]
+    if app_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    headers = auth("visitor", VEU)
+    app.config["TOKEN_CACHE_SECONDS"] = 3600  # the token lookup must not meet a dead connection
+    assert client.get(CHECK, headers=headers).status_code == 200
+    with app_engine.connect() as first, app_engine.connect() as second:  # two in the pool
+        backends = [c.execute(text("SELECT pg_backend_pid()")).scalar() for c in (first, second)]
+    with engine.connect() as connection:
+        for backend in backends:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+
+    assert client.get(CHECK, headers=headers).status_code == 500
+    assert client.get(CHECK, headers=headers).status_code == 200
+
+
 def statements_of(engine):
     """A list that collects the SQL statements sent through the app's engine."""
     sent: list[str] = []

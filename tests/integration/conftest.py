@@ -633,3 +633,21 @@ def crm_appointment(activity_id: str, **changes: Any) -> dict[str, Any]:
         "description": "God dialog.",
     }
     return item | changes
+
+
+@pytest.fixture
+def disposed_engines(monkeypatch):
+    """Engines the command creates are disposed after the test. ``services.run_sync`` leaves
+    the engine it makes open (harmless for a process that exits, not for a test session)."""
+    import coordination.services
+
+    made = []
+
+    def make_and_remember(url, **kwargs):
+        made.append(make_engine(url, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(coordination.services, "make_engine", make_and_remember)
+    yield
+    for engine in made:
+        engine.dispose()

@@ -9,7 +9,6 @@ from sqlmodel import Session
 
 from connectors.base import load_registry
 from coordination.cli import main
-from coordination.db import make_engine
 from coordination.models import SyncRun
 from coordination.sync import SyncEngine
 from tests.integration.conftest import (
@@ -28,24 +27,6 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def disposed_engines(monkeypatch):
-    """Engines the command creates are disposed after the test. ``services.run_sync`` leaves
-    the engine it makes open (harmless for a process that exits, not for a test session)."""
-    import coordination.services
-
-    made = []
-
-    def make_and_remember(url, **kwargs):
-        made.append(make_engine(url, **kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(coordination.services, "make_engine", make_and_remember)
-    yield
-    for engine in made:
-        engine.dispose()
 
 
 @pytest.fixture

@@ -12,7 +12,14 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from coordination.db import make_engine, session_scope
-from coordination.jobs import NIGHTLY_SYNC, Job, JobContext, Step, reevaluate_all_flags
+from coordination.jobs import (
+    NIGHTLY_SYNC,
+    Job,
+    JobContext,
+    Step,
+    reevaluate_all_flags,
+    warm_report_cache,
+)
 from coordination.locks import sync_lock
 from coordination.models import Approach, Company, Flag, JobClaim, SyncRun, utcnow
 from coordination.scheduler import claim_occurrence, claims_status, run_occurrence
@@ -227,8 +234,26 @@ def test_the_lock_is_free_again_after_an_occurrence(engine, config):
 # --- the nightly job --------------------------------------------------------------------------
 
 
-def test_the_nightly_job_syncs_then_reevaluates_flags_then_applies_retention():
-    assert [step.name for step in NIGHTLY_SYNC.steps] == ["sync", "flags", "retention"]
+def test_the_nightly_job_syncs_reevaluates_flags_applies_retention_then_caches_reports():
+    steps = ["sync", "flags", "retention", "reports"]
+    assert [step.name for step in NIGHTLY_SYNC.steps] == steps
+
+
+def test_the_nightly_reports_step_caches_the_report_pages_and_empties_the_change_log(
+    engine, config
+):
+    from coordination.models import ReportCache, ReportFactChange
+    from coordination.reports.facts import mark_facts_changed, refresh_report_facts
+
+    with session_scope(engine) as session:
+        refresh_report_facts(session)
+        mark_facts_changed(session)
+    warm_report_cache(JobContext(config, engine, threading.Event(), sync_lock(engine)))
+    with Session(engine) as session:
+        kinds = set(session.execute(select(ReportCache.kind)).scalars())
+        changes = session.execute(select(ReportFactChange.id)).scalars().all()
+    assert kinds == {"needs-page", "coordination-facts", "coordination-checks"}
+    assert len(changes) == 1
 
 
 def test_the_nightly_job_syncs_every_source_as_the_scheduler(engine, db_url, tmp_path):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from coordination import create_app
 from coordination.db import session_scope
@@ -20,6 +20,7 @@ from coordination.models import (
     FlagEvent,
     MatchProposal,
     PriorContactCheck,
+    ReportCache,
     Source,
     SyncRun,
 )
@@ -724,6 +725,34 @@ def test_the_reports_page_has_a_first_view_without_choices(as_role):
 
     assert response.status_code == 200
     assert "RAR Østjylland" in text(response)
+
+
+def test_the_nightly_warm_up_caches_the_report_pages_first_views(
+    as_role, region, engine, monkeypatch
+):
+    from coordination.reports import coordination_report
+    from coordination.timeutil import local_today
+    from coordination.web import queries
+
+    client = as_role("council")
+    live = [text(client.get(path)) for path in ("/rapporter", "/rapporter/koordinering")]
+    with session_scope(engine) as session:
+        session.execute(delete(ReportCache))
+        queries.warm_report_pages(session, region.rules, local_today(region.schedule.timezone))
+
+    def counting(*args, **kwargs):
+        raise AssertionError("counted instead of read from the cache")
+
+    monkeypatch.setattr(queries, "competence_needs_report", counting)
+    monkeypatch.setattr(coordination_report, "_from_facts", counting)
+    monkeypatch.setattr(coordination_report, "_checks", counting)
+    cached = [text(client.get(path)) for path in ("/rapporter", "/rapporter/koordinering")]
+    assert [strip_tokens(page) for page in cached] == [strip_tokens(page) for page in live]
+
+
+def strip_tokens(page: str) -> str:
+    """The page without what differs per response (CSP nonces)."""
+    return re.sub(r'nonce="[^"]*"', "", page)
 
 
 def test_the_csv_download_carries_the_same_numbers_as_the_api(as_role, region_app, auth):

@@ -12,11 +12,8 @@ from coordination.api.common import audit, config, unit_of_work
 from coordination.companies import local_today
 from coordination.needs.codelists import load_codelists
 from coordination.reports import Period, ReportRequestError, area_ids
-from coordination.reports.competence_needs import (
-    GROUP_BY,
-    CompetenceNeedsRequest,
-    competence_needs_report,
-)
+from coordination.reports.cache import memo_in
+from coordination.reports.competence_needs import GROUP_BY, CompetenceNeedsRequest
 from coordination.reports.coordination_report import CoordinationRequest, coordination_report
 from coordination.reports.export import (
     CSV_MEDIA_TYPE,
@@ -30,10 +27,14 @@ from coordination.web.access import page_for
 from coordination.web.blueprint import bp
 from coordination.web.forms import ReportForm
 from coordination.web.labels import GROUPINGS, month_label
-from coordination.web.queries import needs_trend
+from coordination.web.queries import (
+    DEFAULT_DAYS,
+    TOP_NEEDS,
+    competence_needs,
+    default_period,
+    needs_page,
+)
 
-DEFAULT_DAYS = 365
-TOP_NEEDS = 10
 DOWNLOADS = {
     "csv": (CSV_MEDIA_TYPE + "; charset=utf-8", to_csv),
     "xlsx": (XLSX_MEDIA_TYPE, to_xlsx),
@@ -50,10 +51,9 @@ def reports():
         return _invalid(form, "needs")
     period, area, group_by = chosen
     with unit_of_work() as session:
-        report = competence_needs_report(
-            session, CompetenceNeedsRequest(area, period, group_by, top=TOP_NEEDS)
-        )
-        trend = needs_trend(session, area, period, report["total"]["companies"])
+        asked = CompetenceNeedsRequest(area, period, group_by, top=TOP_NEEDS)
+        page = needs_page(session, asked, memo_in(session))
+        report, trend = page["report"], page["trend"]
         _audit_view(session, "competence-needs", area, period, group_by)
     for need in report["needs"]:  # the table looks cells up by group
         need["by_group"] = {cell["group"]: cell for cell in need["cells"]}
@@ -79,7 +79,9 @@ def coordination_page():
         return _invalid(form, "coordination")
     period, area, group_by = chosen
     with unit_of_work() as session:
-        report = coordination_report(session, CoordinationRequest(area, period), config().rules)
+        report = coordination_report(
+            session, CoordinationRequest(area, period), config().rules, memo=memo_in(session)
+        )
         _audit_view(session, "coordination", area, period, None)
     return render_template(
         "reports.html",
@@ -102,7 +104,9 @@ def report_download(fmt: str):
         return _invalid(form, "needs")
     period, area, group_by = chosen
     with unit_of_work() as session:
-        report = competence_needs_report(session, CompetenceNeedsRequest(area, period, group_by))
+        report = competence_needs(
+            session, CompetenceNeedsRequest(area, period, group_by), memo_in(session)
+        )
         _audit_view(session, "competence-needs", area, period, group_by, fmt)
     media_type, write = DOWNLOADS[fmt]
     filename = f"kompetencebehov-{area}-{period.start}-{period.end}.{fmt}"
@@ -120,8 +124,8 @@ def _report_form() -> ReportForm:
     form.area.choices = area_choices()
     form.group_by.choices = [(code, str(GROUPINGS[code])) for code in GROUP_BY]
     if not request.args:
-        form.date_from.data = today - dt.timedelta(days=DEFAULT_DAYS - 1)
-        form.date_to.data = today
+        period = default_period(today)
+        form.date_from.data, form.date_to.data = period.start, period.end
     return form
 
 
