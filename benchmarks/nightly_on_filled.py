@@ -128,7 +128,7 @@ def run(
             profile.mkdir(parents=True, exist_ok=True)
         pstats = str(profile / "nightly-sync.pstats") if profile else None
         out["sync"] = in_child(sync_step, setup, pstats)
-        out["flags"] = in_child(flags_step, url, True)
+        out["flags"] = in_child(flags_step, url, True, out["sync"].pop("evaluated"))
         out["retention"] = in_child(retention_step, setup)
     out["linked"] = in_child(linked_step, url, out["prepare"]["last_ids"])
     out["load_after"] = load_text()
@@ -581,7 +581,8 @@ def print_results(out: dict[str, Any]) -> None:
         _line(
             "flags step",
             f"{flags['seconds']:.1f} s",
-            f"{flags['companies']:,} companies due, peak {flags['peak_rss_mb']:.0f} MB",
+            f"{flags['companies']:,} companies due ({flags['left_out']:,} more left out: the "
+            f"sync evaluated them), peak {flags['peak_rss_mb']:.0f} MB",
         ),
         _line(
             "nightly job total",

@@ -29,10 +29,10 @@ import dataclasses
 import datetime as dt
 import json
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Set
 
-from sqlalchemy import Text, bindparam, cast, delete, or_, select, update
+from sqlalchemy import Text, bindparam, cast, delete, func, select, update
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
@@ -112,33 +112,22 @@ _UPDATE_APPROACH = (
 )
 
 
-# for the plan: light rows only (no JSON, no strings)
-_APPROACH_DATES = select(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date).where(
-    _APPROACH.c.company_id.in_(int_list())
+# for the plan: light rows only (no JSON, no strings); each approach with its number of records
+_APPROACH_DATES = (
+    select(
+        _APPROACH.c.id,
+        _APPROACH.c.company_id,
+        _APPROACH.c.date,
+        func.count(_LINKS.c.source_record_id),
+    )
+    .select_from(_APPROACH.outerjoin(_LINKS, _LINKS.c.approach_id == _APPROACH.c.id))
+    .where(_APPROACH.c.company_id.in_(int_list()))
+    .group_by(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date)
 )
 _RECORD_DATES = (
     select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date, _LINKS.c.approach_id)
     .select_from(_RECORD.outerjoin(_LINKS, _LINKS.c.source_record_id == _RECORD.c.id))
     .where(_RECORD.c.company_id.in_(int_list()), _RECORD.c.status.in_(COUNTING_STATUSES))
-)
-# stored approaches holding a record that no longer counts for their company
-_LOSING = (
-    select(_APPROACH.c.company_id, _APPROACH.c.date)
-    .distinct()
-    .select_from(
-        _APPROACH.join(_LINKS, _LINKS.c.approach_id == _APPROACH.c.id).outerjoin(
-            _RECORD, _RECORD.c.id == _LINKS.c.source_record_id
-        )
-    )
-    .where(
-        _APPROACH.c.company_id.in_(int_list()),
-        or_(
-            _RECORD.c.id.is_(None),
-            _RECORD.c.company_id.is_(None),
-            _RECORD.c.company_id != _APPROACH.c.company_id,
-            _RECORD.c.status.not_in(COUNTING_STATUSES),
-        ),
-    )
 )
 
 
@@ -165,17 +154,18 @@ def plan_rebuild(
     windows: dict[int, Window] = {}
     for start in range(0, len(ids), CHUNK):
         approaches: dict[int, dict[int, dt.date]] = defaultdict(dict)
-        for approach_id, company_id, date in connection.execute(
+        linked: dict[int, int] = {}  # approach -> its records
+        for approach_id, company_id, date, records_linked in connection.execute(
             _APPROACH_DATES, {"ids": ids[start : start + CHUNK]}
         ):
             approaches[company_id][approach_id] = date
+            linked[approach_id] = records_linked
         known = sorted(approaches)
         if not known:
             continue
         seeds: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
-        for company_id, date in connection.execute(_LOSING, {"ids": known}):
-            seeds[company_id].append((date, date + tolerance))
         records: dict[int, list[tuple[dt.date, int]]] = defaultdict(list)
+        counting: Counter[int] = Counter()  # approach -> its records counting for its company
         for record_id, company_id, date, approach_id in connection.execute(
             _RECORD_DATES, {"ids": known}
         ):
@@ -183,11 +173,20 @@ def plan_rebuild(
             own = approaches[company_id]
             if approach_id not in own:  # new, moved in, counting again
                 seeds[company_id].append((date, date))
-            elif record_id in changed_records:  # its earlier date lies in its approach's span
+                continue
+            counting[approach_id] += 1
+            if record_id in changed_records:  # its earlier date lies in its approach's span
                 seeds[company_id].append((date, date))
                 first = own[approach_id]
                 seeds[company_id].append((first, first + tolerance))
         for company_id in known:
+            # approaches holding a record that no longer counts for their company (moved out,
+            # cancelled, deleted): their span covers the record's earlier date
+            seeds[company_id].extend(
+                (date, date + tolerance)
+                for approach_id, date in approaches[company_id].items()
+                if linked[approach_id] > counting[approach_id]
+            )
             windows[company_id] = _window(
                 records[company_id], approaches[company_id], seeds[company_id], tolerance
             )

@@ -5,10 +5,12 @@ for all companies (planned approaches start to count when their date arrives).""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Text, bindparam, cast, insert, select, update
 from sqlmodel import Session
 
 from coordination.config import Rules
@@ -37,12 +39,13 @@ _EVENT = FlagEvent.__table__
 _CHECK = PriorContactCheck.__table__
 
 
-# Built once: the compiled-statement cache then skips building them per chunk.
+# Built once: the compiled-statement cache then skips building them per chunk. The
+# organisations come as JSON text, decoded once per distinct text (:func:`_organisations`).
 _APPROACHES_OF = select(
     _APPROACH.c.id,
     _APPROACH.c.company_id,
     _APPROACH.c.date,
-    _APPROACH.c.organisations,
+    cast(_APPROACH.c.organisations, Text).label("organisations"),
     _APPROACH.c.joint,
     _APPROACH.c.coordinated,
 ).where(
@@ -112,6 +115,29 @@ def companies_due(session: Session, today: dt.date, since: dt.date | None) -> li
     return list(session.execute(query.distinct()).scalars())
 
 
+def unchanged_since(
+    session: Session,
+    company_ids: Set[int],
+    evaluated_on: dt.date,
+    evaluated_at: dt.datetime,
+    today: dt.date,
+) -> set[int]:
+    """Of ``company_ids``, all evaluated for ``evaluated_on`` from ``evaluated_at`` on (a sync's
+    end), those whose evaluation for ``today`` is the one stored, so that evaluating them again
+    changes nothing. A sync, a prior-contact check and an identity decision evaluate the
+    companies they change at once; a person acknowledging or resolving a flag evaluates nobody,
+    so a company with such an event since ``evaluated_at`` is not among them (nor is any
+    company when ``today`` is another day)."""
+    if evaluated_on != today:
+        return set()
+    acted = (
+        select(_FLAG.c.company_id)
+        .join(_EVENT, _EVENT.c.flag_id == _FLAG.c.id)
+        .where(_EVENT.c.at >= evaluated_at, _EVENT.c.action.not_in(_RULES_ACTIONS))
+    )
+    return set(company_ids).difference(session.execute(acted).scalars())
+
+
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
     approaches = defaultdict(list)
@@ -127,7 +153,8 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     for company_id in ids:
         rows = approaches.get(company_id, [])
         facts = [
-            ApproachFacts.stored(row.id, row.date, row.organisations, row.joint) for row in rows
+            ApproachFacts.stored(row.id, row.date, _organisations(row.organisations), row.joint)
+            for row in rows
         ]
         existing = [
             ExistingFlag(
@@ -149,6 +176,13 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         mark_facts_changed(connection)
     _apply_flags(connection, created, updated)
     return len(created)
+
+
+@functools.lru_cache(maxsize=4096)
+def _organisations(text: str) -> frozenset[str]:
+    """An approach's organisations from their JSON text: a few hundred distinct texts (the
+    organisations and their joint combinations) recur on hundreds of thousands of approaches."""
+    return frozenset(json.loads(text))
 
 
 def _apply_flags(connection, created: list, updated: list) -> None:
@@ -188,6 +222,9 @@ def _apply_flags(connection, created: list, updated: list) -> None:
         connection.execute(insert(_EVENT), events)
 
 
+_RULES_ACTIONS = ("raised", "updated")  # the events the rules record (:func:`_event`)
+
+
 def _event(flag_id: int, action: str, now: dt.datetime) -> dict:
     return {
         "flag_id": flag_id,
@@ -199,4 +236,4 @@ def _event(flag_id: int, action: str, now: dt.datetime) -> dict:
     }
 
 
-__all__ = ["all_company_ids", "companies_due", "evaluate_companies", "utcnow"]
+__all__ = ["all_company_ids", "companies_due", "evaluate_companies", "unchanged_since", "utcnow"]

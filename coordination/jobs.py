@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
@@ -21,10 +22,13 @@ from sqlmodel import Session
 
 from coordination.config import Config
 from coordination.db import session_scope
-from coordination.flagging import companies_due, evaluate_companies
+from coordination.flagging import companies_due, evaluate_companies, unchanged_since
 from coordination.locks import SyncLock
 from coordination.models import JobClaim
 from coordination.timeutil import local_today
+
+if TYPE_CHECKING:  # the sync and its connectors load when the sync step runs
+    from coordination.sync import SyncResult
 
 # Stable: it keys the run history (JobClaim), which the nightly flags step reads.
 NIGHTLY_SYNC_ID = "nightly-sync"
@@ -32,12 +36,14 @@ NIGHTLY_SYNC_ID = "nightly-sync"
 
 @dataclasses.dataclass(frozen=True)
 class JobContext:
-    """What a step may use: the configuration, the database, the stop request, the held lock."""
+    """What a step may use: the configuration, the database, the stop request, the held lock,
+    and what earlier steps of the same run left for later ones (``results``, by step name)."""
 
     config: Config
     engine: Engine
     stop: threading.Event
     lock: SyncLock
+    results: dict = dataclasses.field(default_factory=dict)
 
 
 StepFunction = Callable[[JobContext], str | None]
@@ -71,6 +77,7 @@ def sync_all_sources(context: JobContext) -> str | None:
         engine=context.engine,
         held_lock=context.lock,
     )
+    context.results["sync"] = result
     failed = [o.name for o in result.outcomes if o.status == "failed"]
     return f"sync run {result.run_id}: sources failed: {', '.join(failed)}" if failed else None
 
@@ -83,8 +90,22 @@ def reevaluate_all_flags(context: JobContext) -> str | None:
     today = local_today(timezone)
     with session_scope(context.engine) as session:
         since = last_success_day(session, NIGHTLY_SYNC_ID, timezone)
-        evaluate_companies(session, companies_due(session, today, since), rules, today)
+        due = flags_due(session, today, since, context.results.get("sync"))
+        evaluate_companies(session, due, rules, today)
     return None
+
+
+def flags_due(
+    session: Session, today: dt.date, since: dt.date | None, sync: SyncResult | None
+) -> list[int]:
+    """The companies due (``companies_due``) but those the job's ``sync`` step has just
+    evaluated for ``today`` and that nothing has changed since (``unchanged_since``):
+    evaluating them again would store what is stored."""
+    due = companies_due(session, today, since)
+    if sync is None or sync.evaluated_on is None:
+        return due
+    done = unchanged_since(session, sync.evaluated, sync.evaluated_on, sync.evaluated_at, today)
+    return [company_id for company_id in due if company_id not in done]
 
 
 def last_success_day(session: Session, job_id: str, timezone: str) -> dt.date | None:

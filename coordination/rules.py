@@ -148,21 +148,27 @@ def evaluate_company(
 
     ``approaches`` are the ones that count: not cancelled, not planned in the future.
     """
-    uncoordinated = uncoordinated_ids(approaches, checks, rules)
+    looked_back = _organisations_looked_back(approaches, rules.window_days)
+    uncoordinated = uncoordinated_ids(approaches, checks, rules, looked_back)
     not_yet_covered = uncoordinated - covered_by_resolved(existing_flags)
-    episodes = find_episodes(approaches, not_yet_covered, rules)
+    episodes = find_episodes(approaches, not_yet_covered, rules, looked_back)
     return Evaluation(uncoordinated, reconcile(existing_flags, episodes))
 
 
 def uncoordinated_ids(
-    approaches: Collection[ApproachFacts], checks: Iterable[CheckFacts], rules: Rules
+    approaches: Collection[ApproachFacts],
+    checks: Iterable[CheckFacts],
+    rules: Rules,
+    looked_back: Mapping[int, frozenset[str]] | None = None,
 ) -> set[int]:
     """Ids of the uncoordinated approaches of one company, per the spec's three conditions.
 
     ``approaches`` are the ones that count: the caller leaves out cancelled approaches and
-    planned ones that have not happened.
+    planned ones that have not happened. ``looked_back``: their organisations looked back at,
+    if the caller has them already.
     """
-    looked_back = _organisations_looked_back(approaches, rules.window_days)
+    if looked_back is None:
+        looked_back = _organisations_looked_back(approaches, rules.window_days)
     check_dates = _check_dates_by_organisation(checks)
     return {
         approach.id
@@ -174,14 +180,19 @@ def uncoordinated_ids(
 
 
 def find_episodes(
-    approaches: Collection[ApproachFacts], uncoordinated: Collection[int], rules: Rules
+    approaches: Collection[ApproachFacts],
+    uncoordinated: Collection[int],
+    rules: Rules,
+    looked_back: Mapping[int, frozenset[str]] | None = None,
 ) -> list[Episode]:
     """The flag episodes among the ``uncoordinated`` approach ids, in date order.
 
     ``approaches`` are all of the company's approaches that count (they supply the episode's
     organisations); to honour resolved flags, leave their approaches out of ``uncoordinated``.
+    ``looked_back`` as for :func:`uncoordinated_ids`.
     """
-    looked_back = _organisations_looked_back(approaches, rules.window_days)
+    if looked_back is None:
+        looked_back = _organisations_looked_back(approaches, rules.window_days)
     ordered = sorted((a for a in approaches if a.id in uncoordinated), key=_date_order)
     episodes = []
     for run in _runs(ordered, rules.window_days):

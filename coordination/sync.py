@@ -19,6 +19,7 @@ stop the others.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
@@ -81,6 +82,11 @@ class SyncResult:
     run_id: int
     outcomes: list[SourceOutcome]
     flags_raised: int = 0
+    # The companies the run's end evaluated, the day it evaluated them for, and when (UTC) it
+    # began to: the nightly flags step leaves them out where nothing has changed since.
+    evaluated: frozenset[int] = frozenset()
+    evaluated_on: dt.date | None = None
+    evaluated_at: dt.datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -182,16 +188,15 @@ class SyncEngine:
         for o in outcomes:
             self._finish(o)
         # The end of the run: every company whose approaches may have changed is evaluated.
+        today, evaluated_at = local_today(self.config.schedule.timezone), utcnow()
         with session_scope(self.engine) as session:
-            raised = evaluate_companies(
-                session, touched, self.config.rules, local_today(self.config.schedule.timezone)
-            )
+            raised = evaluate_companies(session, touched, self.config.rules, today)
             session.execute(_EVALUATED)  # every company marked rebuilt is in ``touched``
             refresh_report_facts(session, touched)
             run = session.get(SyncRun, run_id)
             run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()
-        return SyncResult(run_id, outcomes, raised)
+        return SyncResult(run_id, outcomes, raised, frozenset(touched), today, evaluated_at)
 
     def _chosen(self, source_names: Sequence[str] | None) -> list[SourceConfig]:
         """The configured sources to run, in the order asked for; all when none is named.

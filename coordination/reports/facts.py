@@ -20,23 +20,30 @@ Every change of the facts (also the flag evaluation's of ``coordinated``) is not
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import (
+    Column,
     Date,
     Integer,
+    MetaData,
     Select,
     String,
+    Table,
+    and_,
     bindparam,
     cast,
     delete,
+    exists,
     false,
     func,
     insert,
     literal,
     literal_column,
     select,
+    text,
     true,
     union_all,
 )
@@ -45,6 +52,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
+from coordination.db import int_list
 from coordination.models import (
     Approach,
     ApproachOrganisation,
@@ -83,15 +91,18 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         _rebuild_all(session)
         return
     ids = sorted(set(company_ids))
+    session.flush()  # the statements below bypass the session: it must not hold back changes
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        of_chunk = ReportNeedFact.company_id.in_(chunk)
-        old = _sums_of(session, of_chunk)
-        session.execute(delete(ReportNeedFact).where(of_chunk))
-        session.execute(_insert(live_needs().where(Approach.company_id.in_(chunk))))
-        _add_month_sums(session, old, _sums_of(session, of_chunk))
-        session.execute(delete(ReportApproachFact).where(ReportApproachFact.company_id.in_(chunk)))
-        session.execute(_insert_approaches(live_approaches().where(Approach.company_id.in_(chunk))))
+        chunk = {"ids": ids[start : start + _CHUNK]}
+        with _fresh_rows(session, _FRESH_NEEDS, _DERIVED_NEEDS, chunk):
+            gone = _compared(session, _NEED_FACT, _FRESH_NEEDS, chunk)
+            old = _sums_of(session, _NEED_FACTS_BY_IDS, {"ids": gone})
+            new = _sums_of(session, select(*_derived(_FRESH_NEEDS)))
+            _replace(session, _NEED_FACT, _FRESH_NEEDS, gone)
+            _add_month_sums(session, old, new)
+        with _fresh_rows(session, _FRESH_APPROACHES, _DERIVED_APPROACHES, chunk):
+            gone = _compared(session, _APPROACH_FACT, _FRESH_APPROACHES, chunk)
+            _replace(session, _APPROACH_FACT, _FRESH_APPROACHES, gone)
     if ids:
         mark_facts_changed(session)
 
@@ -275,6 +286,90 @@ def _insert_approaches(rows: Select, by_company: bool = False):
     return insert(ReportApproachFact).from_select(columns, marked)
 
 
+# --- refreshing: derive into a temporary table, write only the rows that differ ----------------
+#
+# Most facts of a refreshed company stay as they were (a night adds a few approaches to long
+# histories): deleting and inserting them all, and summing them twice for the monthly sums, cost
+# several times the derivation itself.
+
+_NEED_FACT = ReportNeedFact.__table__
+_APPROACH_FACT = ReportApproachFact.__table__
+
+
+def _fresh_table(table: Table) -> Table:
+    """A temporary table with the columns of ``table`` but its id, for the rows a refresh
+    derives before they are compared with the stored ones, numbered (``n``)."""
+    columns = (Column(c.name, c.type, nullable=c.nullable) for c in table.c if c.name != "id")
+    return Table(
+        f"fresh_{table.name}",
+        MetaData(),
+        Column("n", Integer, primary_key=True),
+        *columns,
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _derived(fresh: Table) -> list[Column]:
+    return [c for c in fresh.c if c.name != "n"]
+
+
+_FRESH_NEEDS = _fresh_table(_NEED_FACT)
+_FRESH_APPROACHES = _fresh_table(_APPROACH_FACT)
+_OF_CHUNK = Approach.company_id.in_(int_list())
+_DERIVED_NEEDS = derived_facts(live_needs().where(_OF_CHUNK))
+_DERIVED_APPROACHES = derived_approach_facts(live_approaches().where(_OF_CHUNK))
+_NEED_FACTS_BY_IDS = select(_NEED_FACT).where(_NEED_FACT.c.id.in_(int_list()))
+
+
+@contextlib.contextmanager
+def _fresh_rows(session: Session, fresh: Table, rows: Select, chunk: dict) -> Iterator[None]:
+    """``fresh`` holding ``rows`` of the companies ``chunk["ids"]`` while the block runs."""
+    connection = session.connection()
+    fresh.drop(connection, checkfirst=True)  # left behind by a failed refresh on SQLite
+    fresh.create(connection)
+    names = list(rows.selected_columns.keys())
+    connection.execute(insert(fresh).from_select(names, rows), chunk)
+    if connection.dialect.name == "postgresql":  # without statistics it plans nested loops
+        connection.execute(text(f"ANALYZE {fresh.name}"))
+    else:  # SQLite looks each stored row up in ``fresh`` (PostgreSQL hashes ``fresh``)
+        index = f"CREATE INDEX ix_{fresh.name} ON {fresh.name} (company_id, approach_id)"
+        connection.execute(text(index))
+    yield
+    fresh.drop(connection)
+
+
+def _compared(session: Session, table: Table, fresh: Table, chunk: dict) -> list[int]:
+    """Compare the stored rows of the companies ``chunk["ids"]`` with the derived ones in
+    ``fresh``: the ids of the stored rows not derived any more; ``fresh`` keeps only the rows
+    not stored yet. (A company's derived rows are distinct, and so are its stored ones, derived
+    before.)"""
+    stored = table.c.company_id.in_(int_list())
+    same = and_(
+        *(
+            table.c[c.name].is_not_distinct_from(c) if c.nullable else table.c[c.name] == c
+            for c in _derived(fresh)
+        ),
+    )
+    gone = select(table.c.id).where(stored, ~exists().where(same))
+    ids = list(session.execute(gone, chunk).scalars())
+    if session.get_bind().dialect.name == "postgresql":  # hashes the stored rows
+        stored_already = exists().where(stored, same)
+    else:  # from the stored rows to ``fresh``'s index, not each fresh row to all of its company's
+        stored_already = fresh.c.n.in_(
+            select(fresh.c.n).select_from(table.join(fresh, same)).where(stored)
+        )
+    session.execute(delete(fresh).where(stored_already), chunk)
+    return ids
+
+
+def _replace(session: Session, table: Table, fresh: Table, gone: list[int]) -> None:
+    """Delete the rows ``gone`` of ``table`` and add the rows of ``fresh``."""
+    if gone:
+        session.execute(delete(table).where(table.c.id.in_(int_list())), {"ids": gone})
+    columns = _derived(fresh)
+    session.execute(insert(table).from_select([c.name for c in columns], select(*columns)))
+
+
 # --- monthly sums -------------------------------------------------------------------------------
 
 NO_MONTH = dt.date(1, 1, 1)  # ``before_month`` of facts with no earlier row of their key
@@ -313,12 +408,12 @@ def level_columns(facts) -> dict[int, tuple]:
     }
 
 
-def month_sums(where=None) -> Select:
-    """The rows of ``reportneedmonth`` that the facts matching ``where`` (default: all) add up
-    to."""
+def month_sums(rows: Select | None = None) -> Select:
+    """The rows of ``reportneedmonth`` that the facts ``rows`` (a select with the columns of
+    ``reportneedfact``; default: all stored facts) add up to."""
     facts = ReportNeedFact.__table__
-    if where is not None:  # read the rows once for the four levels
-        facts = select(facts).where(where).cte("facts_of")
+    if rows is not None:  # read the rows once for the four levels
+        facts = rows.cte("facts_of")
     month = MonthOf(facts.c.day)
     parts = []
     for level, (groups, before, _, counts_approach) in level_columns(facts).items():
@@ -370,8 +465,9 @@ def spans_by_days(spans: dict[str, tuple[dt.date, dt.date]]) -> dict[tuple, list
     return found
 
 
-def _sums_of(session: Session, where) -> dict[tuple, tuple[int, int]]:
-    return {tuple(keys): (n, a) for *keys, n, a in session.execute(month_sums(where))}
+def _sums_of(session: Session, rows: Select, params: dict | None = None) -> dict:
+    """The monthly sums of the facts ``rows``: month keys -> (facts, approaches)."""
+    return {tuple(keys): (n, a) for *keys, n, a in session.execute(month_sums(rows), params)}
 
 
 def _add_month_sums(session: Session, old: dict, new: dict) -> None:

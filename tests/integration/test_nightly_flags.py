@@ -11,8 +11,9 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from coordination.config import Rules
+from coordination.flag_service import act_on_flag
 from coordination.flagging import all_company_ids, companies_due, evaluate_companies
-from coordination.jobs import NIGHTLY_SYNC_ID, last_success_day
+from coordination.jobs import NIGHTLY_SYNC_ID, flags_due, last_success_day
 from coordination.models import (
     Approach,
     Company,
@@ -20,7 +21,9 @@ from coordination.models import (
     JobClaim,
     Organisation,
     PriorContactCheck,
+    utcnow,
 )
+from coordination.sync import SyncResult
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +88,14 @@ def _stored(session: Session) -> tuple:
     return [tuple(row) for row in flags], sorted(coordinated)
 
 
+def _assert_as_if_all_were_evaluated(session: Session, night: dt.date) -> tuple:
+    """Evaluating every company for ``night`` changes nothing stored; what is stored."""
+    stored = _stored(session)
+    raised = evaluate_companies(session, all_company_ids(session), RULES, today=night)
+    assert (raised, _stored(session)) == (0, stored), f"night {night}"
+    return stored
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_evaluating_the_due_companies_each_night_equals_evaluating_all_of_them(engine, seed):
     rng = random.Random(seed)
@@ -98,11 +109,7 @@ def test_evaluating_the_due_companies_each_night_equals_evaluating_all_of_them(e
             due = companies_due(session, night, since)
             fewer.append(len(due) < len(all_company_ids(session)))
             evaluate_companies(session, due, RULES, today=night)
-            after_due = _stored(session)
-
-            raised = evaluate_companies(session, all_company_ids(session), RULES, today=night)
-
-            assert (raised, _stored(session)) == (0, after_due), f"night {night}"
+            after_due = _assert_as_if_all_were_evaluated(session, night)
             since = night
         session.rollback()
     assert any(fewer)  # the filter leaves companies out: the comparison above is not vacuous
@@ -140,3 +147,58 @@ def test_the_last_successful_nightly_run_is_read_as_a_local_day(engine):
         day = last_success_day(session, NIGHTLY_SYNC_ID, "Europe/Copenhagen")
         session.rollback()
     assert day == dt.date(2026, 3, 2)
+
+
+def _sync_end(session: Session, company_ids: set[int], night: dt.date) -> SyncResult:
+    """What a sync's end does for the flags step: evaluates ``company_ids`` for ``night``."""
+    started = utcnow()
+    evaluate_companies(session, company_ids, RULES, today=night)
+    return SyncResult(0, [], 0, frozenset(company_ids), night, started)
+
+
+def _resolve_an_open_flag(session: Session, company_ids: set[int], night: dt.date) -> int | None:
+    """A coordinator resolves an open flag of one of ``company_ids``; its company."""
+    flag = session.execute(
+        select(Flag).where(Flag.status == "open", Flag.company_id.in_(company_ids)).limit(1)
+    ).scalar()
+    if flag is None:
+        return None
+    act_on_flag(session, flag.id, "resolve", "handled", "coordinator", None, night)
+    return flag.company_id
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_flags_step_after_a_sync_leaves_out_what_it_evaluated_and_comes_to_the_same(
+    engine, seed
+):
+    rng = random.Random(seed)
+    with Session(engine) as session:
+        _world(session, rng)
+        night = START + dt.timedelta(days=100)
+        evaluate_companies(session, all_company_ids(session), RULES, today=night)
+        since, left_out, resolved = night, [], []
+        for gap in GAPS:
+            night += dt.timedelta(days=gap)
+            due = companies_due(session, night, since)
+            touched = set(rng.sample(all_company_ids(session), 30))
+            sync = _sync_end(session, touched, night)
+            resolved.append(_resolve_an_open_flag(session, touched & set(due), night))
+            step = flags_due(session, night, since, sync)
+            assert set(step) == set(due) - (touched - {resolved[-1]})
+            left_out.append(len(due) - len(step))
+            evaluate_companies(session, step, RULES, today=night)
+            _assert_as_if_all_were_evaluated(session, night)
+            since = night
+        session.rollback()
+    assert any(left_out) and any(resolved)  # the comparison above is not vacuous
+
+
+def test_a_sync_of_another_day_leaves_nothing_out(engine):
+    with Session(engine) as session:
+        _world(session, random.Random(2), companies=20)
+        night = START + dt.timedelta(days=SPAN_DAYS)
+        sync = _sync_end(session, set(all_company_ids(session)), night - dt.timedelta(days=1))
+        due = companies_due(session, night, night - dt.timedelta(days=60))
+        assert due
+        assert flags_due(session, night, night - dt.timedelta(days=60), sync) == due
+        session.rollback()

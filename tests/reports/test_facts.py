@@ -12,6 +12,7 @@ from coordination.models import (
     Approach,
     ApproachOrganisation,
     ApproachRecord,
+    ReportApproachFact,
     ReportNeedFact,
     ReportNeedMonth,
 )
@@ -27,13 +28,17 @@ WELDING = b.need("upskilling", "Svejsning", "komp:svejsning")
 CNC = b.need("upskilling", "CNC", "komp:cnc")
 
 
+def _nulls_first(row: tuple) -> tuple:
+    return tuple((value is not None, value) for value in row)
+
+
 def stored_facts(session) -> list[tuple]:
     columns = [c for c in ReportNeedFact.__table__.c if c.name != "id"]
-    return sorted(tuple(row) for row in session.execute(select(*columns)))
+    return sorted((tuple(row) for row in session.execute(select(*columns))), key=_nulls_first)
 
 
 def derived_facts(session) -> list[tuple]:
-    return sorted(tuple(row) for row in session.execute(facts.derived_facts()))
+    return sorted((tuple(row) for row in session.execute(facts.derived_facts())), key=_nulls_first)
 
 
 def stored_month_sums(session) -> list[tuple]:
@@ -188,6 +193,33 @@ def test_monthly_sums_follow_refreshes_that_move_remove_and_add_approaches(sessi
     refresh_report_facts(session, [companies[2].id])
     assert_facts_current(session)
     assert not any(row[-2] == 0 for row in stored_month_sums(session))
+
+
+def test_a_refresh_rewrites_only_the_facts_that_changed(session, jobcenter, veu):
+    """Unchanged facts keep their rows, also those with empty columns (no municipality, no
+    need code, no earlier or later row); changed ones are replaced."""
+    unknown = b.need("upskilling", "Bæredygtig emballage")
+    placed, nowhere = b.company(session, "657", "C"), b.company(session, None)
+    for company in (placed, nowhere):
+        b.approach(session, company, dt.date(2025, 2, 3), jobcenter, [unknown])
+        b.approach(session, company, MARCH, jobcenter, [WELDING])
+        b.approach(session, company, dt.date(2025, 5, 2), veu, [CNC], joint=[(jobcenter, [])])
+    # the facts with the highest ids, so that SQLite does not hand a deleted id out again
+    b.approach(session, b.company(session, "657"), dt.date(2025, 12, 1), veu, [CNC])
+    refresh_report_facts(session)
+    need_ids = set(session.scalars(select(ReportNeedFact.id)))
+    approach_ids = set(session.scalars(select(ReportApproachFact.id)))
+    refresh_report_facts(session, [placed.id, nowhere.id])
+    assert set(session.scalars(select(ReportNeedFact.id))) == need_ids
+    assert set(session.scalars(select(ReportApproachFact.id))) == approach_ids
+    b.approach(session, placed, dt.date(2025, 6, 1), jobcenter, [WELDING])
+    refresh_report_facts(session, [placed.id, nowhere.id])
+    assert_facts_current(session)
+    now = set(session.scalars(select(ReportNeedFact.id)))
+    # placed's welding and CNC facts now have a later day (its, the jobcentre's, the need's)
+    assert (len(need_ids - now), len(now - need_ids)) == (2, 3)
+    now = set(session.scalars(select(ReportApproachFact.id)))
+    assert (len(approach_ids - now), len(now - approach_ids)) == (0, 1)
 
 
 @pytest.mark.parametrize(

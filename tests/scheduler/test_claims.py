@@ -21,8 +21,10 @@ from coordination.jobs import (
     warm_report_cache,
 )
 from coordination.locks import sync_lock
-from coordination.models import Approach, Company, Flag, JobClaim, SyncRun
+from coordination.models import Approach, Company, Flag, JobClaim, SyncRun, utcnow
 from coordination.scheduler import claim_occurrence, claims_status, run_occurrence
+from coordination.sync import SyncResult
+from coordination.timeutil import local_today
 from tests.scheduler import csv_source, jobcenter_row, make_config, write_export
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
@@ -287,6 +289,35 @@ def test_the_flag_step_evaluates_every_company_not_only_those_a_sync_touched(eng
         [flag] = session.execute(select(Flag)).scalars()
     assert flag.status == "open"
     assert sorted(flag.organisations) == ["Jobcenter Århus", "VEU-center Østjylland"]
+
+
+def test_the_flag_step_leaves_out_the_companies_the_jobs_sync_has_just_evaluated(
+    engine, config, monkeypatch
+):
+    import coordination.jobs as jobs
+
+    today = local_today(config.schedule.timezone)
+    with session_scope(engine) as session:
+        ids = []
+        for key in range(1, 5):  # an approach dated today makes each company due
+            company = Company(name=f"Firma {key} ApS", name_key=f"firma {key}")
+            session.add(company)
+            session.flush()
+            session.add(
+                Approach(group_key=key, company_id=company.id, date=today, organisations=["A"])
+            )
+            ids.append(company.id)
+    synced = SyncResult(1, [], 0, frozenset(ids[:2]), today, utcnow())
+    monkeypatch.setattr("coordination.services.run_sync", lambda *args, **kwargs: synced)
+    evaluated = []
+    monkeypatch.setattr(
+        jobs, "evaluate_companies", lambda session, due, *args: evaluated.append(sorted(due))
+    )
+    with sync_lock(engine) as lock:
+        context = JobContext(config, engine, threading.Event(), lock)
+        for step in NIGHTLY_SYNC.steps[:2]:
+            step.run(context)
+    assert evaluated == [ids[2:]]
 
 
 def test_the_jobs_command_lists_runs_with_abandoned_ones_marked(engine, db_url, monkeypatch):
