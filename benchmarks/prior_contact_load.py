@@ -519,15 +519,7 @@ async def _fixed_rate_asyncio(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(when, paths[(i * 7919) % len(paths)])))
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    return {
-        "requests": total,
-        "achieved_rate": len(latencies) / elapsed,
-        "errors": errors[0],
-        "dropped": dropped[0],
-        **_percentiles(latencies),
-        "service_p50_ms": statistics.median(service) * 1000 if service else 0.0,
-    }
+    return _fixed_rate_figures(total, start, latencies, service, errors[0], dropped[0])
 
 
 def _fixed_rate_threads(
@@ -575,14 +567,20 @@ def _fixed_rate_threads(
         due.put(None)
     for thread in pool:
         thread.join()
-    elapsed = time.perf_counter() - start
+    return _fixed_rate_figures(total, start, latencies, service, errors[0], dropped[0])
+
+
+def _fixed_rate_figures(
+    total: int, start: float, latencies: list, service: list, errors: int, dropped: int
+) -> dict[str, Any]:
+    """What both load generators report of a fixed-rate phase that began at ``start``."""
     return {
         "requests": total,
-        "achieved_rate": len(latencies) / elapsed,
-        "errors": errors[0],
-        "dropped": dropped[0],
+        "achieved_rate": len(latencies) / (time.perf_counter() - start),
+        "errors": errors,
+        "dropped": dropped,
         **_percentiles(latencies),
-        "service_p50_ms": statistics.median(service) * 1000,
+        "service_p50_ms": statistics.median(service) * 1000 if service else 0.0,
     }
 
 
