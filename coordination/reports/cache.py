@@ -43,14 +43,26 @@ def live(kind: str, parameters: dict, compute: Callable[[], Any]) -> Any:
 
 
 def memo_in(session: Session) -> Memo:
-    """The cache in the database of ``session``."""
-    return functools.partial(cached, session)
+    """The cache in the database of ``session``, for the parts of one page (or of the nightly
+    warm-up): the facts' version is read once, by the first part asked for."""
+    version = functools.cache(lambda: facts_version(session))
+
+    def memo(kind: str, parameters: dict, compute: Callable[[], Any]) -> Any:
+        return _cached_at(version(), session, kind, parameters, compute)
+
+    return memo
 
 
 def cached(session: Session, kind: str, parameters: dict, compute: Callable[[], Any]) -> Any:
     """``compute()``'s result (JSON-ready), from the cache when it holds one computed from the
     facts as they are now; else computed and stored (in the caller's transaction)."""
-    version = facts_version(session)
+    return _cached_at(facts_version(session), session, kind, parameters, compute)
+
+
+def _cached_at(
+    version: str | None, session: Session, kind: str, parameters: dict, compute: Callable[[], Any]
+) -> Any:
+    """:func:`cached` with the facts' ``version`` known (None: not built, nothing cached)."""
     if version is None:
         return compute()
     key = cache_key(kind, parameters)
