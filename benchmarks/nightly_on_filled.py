@@ -584,6 +584,16 @@ def print_results(out: dict[str, Any]) -> None:
             f"{flags['companies']:,} companies due ({flags['left_out']:,} more left out: the "
             f"sync evaluated them), peak {flags['peak_rss_mb']:.0f} MB",
         ),
+        _line(
+            "nightly job total",
+            f"{total:.1f} s",
+            f"sync + flags step; target < {TARGET_NIGHTLY_SECONDS:.0f} s",
+        ),
+        _line(
+            "retention step",
+            f"{retention['seconds']:.1f} s",
+            f"the job's third step; with it {total + retention['seconds']:.1f} s",
+        ),
         "  CPU seconds (this process + database server), steadier than the wall clock on a "
         "loaded machine:",
         _cpu_line("delta sync", sync["cpu_seconds"], sync["server_cpu_seconds"]),
@@ -597,16 +607,6 @@ def print_results(out: dict[str, Any]) -> None:
             "nightly job total",
             sync["cpu_seconds"] + flags["cpu_seconds"],
             sync["server_cpu_seconds"] + flags["server_cpu_seconds"],
-        ),
-        _line(
-            "nightly job total",
-            f"{total:.1f} s",
-            f"sync + flags step; target < {TARGET_NIGHTLY_SECONDS:.0f} s",
-        ),
-        _line(
-            "retention step",
-            f"{retention['seconds']:.1f} s",
-            f"the job's third step; with it {total + retention['seconds']:.1f} s",
         ),
     ]
     linked = out["linked"]["went"]
