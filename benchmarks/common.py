@@ -719,6 +719,43 @@ def _measured(function: Callable[..., dict], *args: Any) -> dict:
     return result
 
 
+class BackendCpu:
+    """CPU time (user + system, from ``/proc``) that the PostgreSQL server processes connected
+    to one database have spent: the part of a step's work a loaded machine's wall clock hides
+    and the client's own CPU time leaves out. Zero for SQLite (it runs in the client)."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        self.database = parsed.database if parsed.get_backend_name() == "postgresql" else None
+        self._admin = None  # kept open: a snapshot costs about a millisecond, not a connection
+
+    def snapshot(self) -> dict[int, float]:
+        """Each connected backend's CPU seconds so far."""
+        if self.database is None:
+            return {}
+        if self._admin is None:
+            import psycopg
+
+            self._admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+        rows = self._admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+        ).fetchall()
+        tick = os.sysconf("SC_CLK_TCK")
+        seconds = {}
+        for (pid,) in rows:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                seconds[pid] = (int(fields[11]) + int(fields[12])) / tick
+        return seconds
+
+    @staticmethod
+    def since(before: dict[int, float], after: dict[int, float]) -> float:
+        """The CPU seconds spent between two snapshots (by backends alive at the second)."""
+        return sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+
+
 def machine() -> dict[str, Any]:
     """What the figures came from: CPUs, memory, CPU model, and the load right now."""
     model = "unknown"

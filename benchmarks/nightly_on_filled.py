@@ -594,6 +594,20 @@ def print_results(out: dict[str, Any]) -> None:
             f"{retention['seconds']:.1f} s",
             f"the job's third step; with it {total + retention['seconds']:.1f} s",
         ),
+        "  CPU seconds (this process + database server), steadier than the wall clock on a "
+        "loaded machine:",
+        _cpu_line("delta sync", sync["cpu_seconds"], sync["server_cpu_seconds"]),
+        *(
+            _cpu_line(f"  {name}", sync["parts_cpu"][part], sync["parts_server_cpu"][part])
+            for name, part in _PARTS
+        ),
+        _cpu_line("  fetch, store, link", *_rest_cpu(sync)),
+        _cpu_line("flags step", flags["cpu_seconds"], flags["server_cpu_seconds"]),
+        _cpu_line(
+            "nightly job total",
+            sync["cpu_seconds"] + flags["cpu_seconds"],
+            sync["server_cpu_seconds"] + flags["server_cpu_seconds"],
+        ),
     ]
     linked = out["linked"]["went"]
     lines.append(
@@ -612,6 +626,24 @@ def print_results(out: dict[str, Any]) -> None:
 
 def _line(what: str, figure: str, detail: str) -> str:
     return f"  {what:<24} {figure:>9}  {detail}".rstrip()
+
+
+_PARTS = (
+    ("company index", "index"),
+    ("rebuild companies", "rebuild"),
+    ("flags (incremental)", "flags"),
+    ("report facts", "facts"),
+)
+
+
+def _cpu_line(what: str, client: float, server: float) -> str:
+    return _line(what, f"{client + server:.1f} s", f"{client:.2f} + {server:.2f} s")
+
+
+def _rest_cpu(sync: dict[str, Any]) -> tuple[float, float]:
+    """The sync's CPU seconds outside the timed parts: the process's and the server's."""
+    client = sync["cpu_seconds"] - sum(sync["parts_cpu"].values())
+    return client, sync["server_cpu_seconds"] - sum(sync["parts_server_cpu"].values())
 
 
 if __name__ == "__main__":

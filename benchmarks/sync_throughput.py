@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    BackendCpu,
     Deliveries,
     DropFolders,
     FakeSources,
@@ -179,6 +180,10 @@ def sync_step(
     config = setup.config()
     engine = make_engine(config.database_url)
     parts = {"index": 0.0, "rebuild": 0.0, "flags": 0.0, "facts": 0.0}
+    # the same parts' CPU seconds: the syncing process's and the database server's
+    parts_cpu = dict.fromkeys(parts, 0.0)
+    parts_server_cpu = dict.fromkeys(parts, 0.0)
+    server = BackendCpu(config.database_url)
     flag_companies = [0]
     timed_parts = {
         "IdentityStage": "index",
@@ -188,7 +193,9 @@ def sync_step(
         "refresh_report_facts": "facts",
     }
     for attribute, part in timed_parts.items():
-        setattr(sync_module, attribute, _timed(getattr(sync_module, attribute), parts, part))
+        timed = _timed(getattr(sync_module, attribute), parts, part)
+        timed = _cpu_timed(timed, parts_cpu, parts_server_cpu, server, part)
+        setattr(sync_module, attribute, timed)
     evaluate = sync_module.evaluate_companies
 
     def counted_evaluation(session, company_ids, rules, today=None):
@@ -203,6 +210,7 @@ def sync_step(
         profiler = (
             cProfile.Profile(time.process_time) if profile_clock == "cpu" else cProfile.Profile()
         )
+    server_started = server.snapshot()
     started, cpu_started = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
@@ -212,6 +220,7 @@ def sync_step(
         profiler.dump_stats(profile_path)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    server_cpu_seconds = server.since(server_started, server.snapshot())
     engine.dispose()
     totals: dict[str, int] = {}
     for outcome in result.outcomes:
@@ -221,6 +230,7 @@ def sync_step(
         "seconds": seconds,
         "records_per_second": totals.get("fetched", 0) / seconds if seconds else 0.0,
         "cpu_seconds": cpu_seconds,
+        "server_cpu_seconds": server_cpu_seconds,
         "cpu_ms_per_record": 1000 * cpu_seconds / totals["fetched"]
         if totals.get("fetched")
         else 0.0,
@@ -229,11 +239,35 @@ def sync_step(
         "flag_seconds": parts["flags"],
         "flag_companies": flag_companies[0],
         "parts": parts,
+        "parts_cpu": parts_cpu,
+        "parts_server_cpu": parts_server_cpu,
         "failed": {o.name: o.error for o in result.outcomes if o.status != "succeeded"},
         "source_seconds": {o.name: round(o.seconds, 2) for o in result.outcomes},
         # for the nightly job's flags step, which leaves out what the sync has just evaluated
         "evaluated": dataclasses.replace(result, outcomes=[]),  # popped before printing
     }
+
+
+def _cpu_timed(
+    function: Callable[..., Any],
+    cpu: dict[str, float],
+    server_cpu: dict[str, float],
+    server: BackendCpu,
+    part: str,
+) -> Callable[..., Any]:
+    """``function``, adding the process's and the database server's CPU seconds each call
+    takes to ``cpu[part]`` and ``server_cpu[part]`` (the server's read before ``function``'s
+    wall-clock timing starts and after it ends)."""
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        server_started, started = server.snapshot(), time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            cpu[part] += time.process_time() - started
+            server_cpu[part] += server.since(server_started, server.snapshot())
+
+    return timed
 
 
 def _timed(function: Callable[..., Any], parts: dict[str, float], part: str) -> Callable[..., Any]:
@@ -264,7 +298,9 @@ def flags_step(url: str, due_only: bool = False, after_sync: Any = None) -> dict
 
     engine = make_engine(url)
     today, yesterday = local_today(), local_today() - dt.timedelta(days=1)
-    started = time.perf_counter()
+    server = BackendCpu(url)
+    server_started = server.snapshot()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with session_scope(engine) as session:
         if due_only:
             ids = flags_due(session, today, yesterday, after_sync)
@@ -272,10 +308,19 @@ def flags_step(url: str, due_only: bool = False, after_sync: Any = None) -> dict
             ids = all_company_ids(session)
         raised = evaluate_companies(session, ids, Rules(), today)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    server_cpu_seconds = server.since(server_started, server.snapshot())
     with session_scope(engine) as session:  # untimed: what the sync's evaluation spared
         left_out = len(companies_due(session, today, yesterday)) - len(ids) if due_only else 0
     engine.dispose()
-    return {"seconds": seconds, "companies": len(ids), "left_out": left_out, "flags_raised": raised}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "server_cpu_seconds": server_cpu_seconds,
+        "companies": len(ids),
+        "left_out": left_out,
+        "flags_raised": raised,
+    }
 
 
 def bulk_copy_step(source_url: str, target_url: str) -> dict[str, Any]:

@@ -147,19 +147,18 @@ class IdentityStage:
             _COMPANY.c.merged_into_id,
         )
         rows = session.execute(select(*columns)).all()
-        self.survivor = surviving_companies({r.id: r.merged_into_id for r in rows})
+        self.survivor = surviving_companies({row[0]: row[4] for row in rows})
         units: dict[int, set[str]] = defaultdict(set)
         for p_number, company_id in session.execute(
             select(ProductionUnit.p_number, ProductionUnit.company_id)
         ):
             units[self.survivor.get(company_id, company_id)].add(p_number)
-        live = [r for r in rows if r.merged_into_id is None]
-        for cid, cvr, key, postcode, _ in live:
-            self.index.add(
-                KnownCompany(
-                    cid, cvr, key, normalise_postcode(postcode), frozenset(units.get(cid, ()))
-                )
-            )
+        none: frozenset[str] = frozenset()
+        self.index.add_all(
+            (cid, cvr, key, normalise_postcode(postcode), units.get(cid, none))
+            for cid, cvr, key, postcode, merged_into in rows
+            if merged_into is None
+        )
         # Merged companies stay findable by their own spelling; _decide redirects them.
         for cid, _, key, postcode, _ in rows:
             if self.survivor.get(cid) in self.index:

@@ -44,6 +44,10 @@ class SourceRecord(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source_id", "external_id"),
         Index("ix_sourcerecord_company_date", "company_id", "approach_date"),
+        # The report facts look up each record's source by its id: from the index alone.
+        Index("ix_sourcerecord_id_source", "id", postgresql_include=["source_id"]).ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -207,8 +211,17 @@ class Need(SQLModel, table=True):
     """A need as a record delivered it, with its place in the shared taxonomy (None while
     unclassified)."""
 
+    # The report facts look up a record's needs' type and code: from the index alone.
+    __table_args__ = (
+        Index(
+            "ix_need_source_record_id",
+            "source_record_id",
+            postgresql_include=["type", "taxonomy_code"],
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
-    source_record_id: int = Field(foreign_key="sourcerecord.id", index=True)
+    source_record_id: int = Field(foreign_key="sourcerecord.id")
     type: str = Field(max_length=20)
     code: str | None = Field(default=None, max_length=100)
     label: str = Field(max_length=500)

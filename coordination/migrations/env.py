@@ -17,6 +17,13 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def only_elsewhere(obj, name, type_, reflected, compare_to, dialect: str) -> bool:
+    """Whether ``obj`` is an index of the models made on other databases only
+    (``Index.ddl_if``): autogenerate must not find it missing on this one."""
+    condition = getattr(obj, "_ddl_if", None) if type_ == "index" and not reflected else None
+    return condition is not None and condition.dialect not in (None, dialect)
+
+
 def run_migrations_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
@@ -50,6 +57,7 @@ def _run(connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         render_item=render_item,
         compare_type=True,
+        include_object=lambda *args: not only_elsewhere(*args, connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -315,9 +315,11 @@ def _derived(fresh: Table) -> list[Column]:
 
 _FRESH_NEEDS = _fresh_table(_NEED_FACT)
 _FRESH_APPROACHES = _fresh_table(_APPROACH_FACT)
-_OF_CHUNK = Approach.company_id.in_(int_list())
-_DERIVED_NEEDS = derived_facts(live_needs().where(_OF_CHUNK))
-_DERIVED_APPROACHES = derived_approach_facts(live_approaches().where(_OF_CHUNK))
+# The company condition repeats the approach's (the join implies it): PostgreSQL then reads the
+# chunk's companies by their key instead of hashing the whole company table.
+_OF_CHUNK = (Approach.company_id.in_(int_list()), Company.id.in_(int_list()))
+_DERIVED_NEEDS = derived_facts(live_needs().where(*_OF_CHUNK))
+_DERIVED_APPROACHES = derived_approach_facts(live_approaches().where(*_OF_CHUNK))
 _NEED_FACTS_BY_IDS = select(_NEED_FACT).where(_NEED_FACT.c.id.in_(int_list()))
 
 

@@ -253,6 +253,43 @@ def test_the_index_gives_back_the_companies_it_was_given():
     assert index.get(3) is None and 3 not in index
 
 
+def test_companies_added_all_at_once_are_found_as_when_added_one_by_one():
+    # As a sync run loads them: plain tuples, the P-numbers as a mutable set.
+    rows = [
+        (1, CVR_A, normalise_company_name("Alfa ApS"), "8000", set()),
+        (2, None, normalise_company_name("Vestergaards Maskinfabrik"), "8000", {P_NUMBER}),
+        (3, None, normalise_company_name("Vestergaards Maskinfabrik"), "9000", set()),
+        (4, None, normalise_company_name("Gamma"), None, {"1012345679", "1012345680"}),
+    ]
+    at_once = CompanyIndex()
+    at_once.add_all(rows)
+    one_by_one = CompanyIndex()
+    for company_id, cvr, key, postcode, p_numbers in rows:
+        one_by_one.add(KnownCompany(company_id, cvr, key, postcode, frozenset(p_numbers)))
+    assert sorted(at_once, key=lambda c: c.id) == sorted(one_by_one, key=lambda c: c.id)
+    probes = [
+        record("Alfa", postcode="9000", cvr=CVR_A),
+        record("Helt Andet", postcode="6000", p_number=P_NUMBER),
+        record("Vestergaard Maskinfabrik", postcode="9000"),  # a typo: the postcode's block
+        record("Vestergaards Maskinfabrik", postcode="8000"),
+        record("Gamma", postcode=None),
+        record("Helt Andet", postcode="6000", p_number="1012345680"),
+    ]
+    expected = [("cvr", 1), ("p_number", 2), ("fuzzy", 3), ("name_postcode", 2)]
+    expected += [("name_postcode", 4), ("p_number", 4)]
+    for probe, (rule, company_id) in zip(probes, expected, strict=True):
+        assert outcome(one_by_one.resolve(probe)) == (rule, company_id, None)
+        assert outcome(at_once.resolve(probe)) == (rule, company_id, None)
+
+
+def test_adding_all_at_once_refuses_a_cvr_twice_as_adding_one_does():
+    index = CompanyIndex()
+    with pytest.raises(ValueError, match="already belongs to company 1"):
+        index.add_all([(1, CVR_A, "alfa", "8000", set()), (2, CVR_A, "beta", "8000", set())])
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add_all([(1, None, "alfa", "8000", set())])
+
+
 def test_a_p_number_of_several_companies_identifies_one_again_once_the_others_are_gone():
     index = CompanyIndex(
         [
