@@ -1,6 +1,6 @@
 """covering indexes for deriving the report facts of a company's approaches (PostgreSQL)
 
-Revision ID: 0007_fact_company_index
+Revision ID: 0007_fact_covering_indexes
 Revises: 0006_report_cache
 Create Date: 2026-12-05 20:00:00.000000
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007_fact_company_index"
+revision: str = "0007_fact_covering_indexes"
 down_revision: str | None = "0006_report_cache"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
