@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from flask import jsonify, request
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate
@@ -33,7 +33,7 @@ from coordination.api.common import (
     caller,
     config,
     connection_of_work,
-    fast_dumper,
+    json_answer,
     page_schema,
     unit_of_work,
 )
@@ -225,7 +225,7 @@ class PriorContactSchema(Schema):
 
 
 # The check's answer, dumped as PriorContactSchema would, without marshmallow's per-field cost.
-_DUMP_PRIOR_CONTACT = fast_dumper(PriorContactSchema())
+_ANSWER_PRIOR_CONTACT = json_answer(PriorContactSchema())
 _PRIOR_CONTACT_ARGS = PriorContactArgsSchema()
 # The query strings of a check that need no parsing: none, or ``days`` alone in plain digits.
 _PLAIN_DAYS = re.compile(rb"(?:days=([0-9]{1,4}))?")
@@ -375,7 +375,7 @@ def plain_days(query: bytes) -> int | None:
 
 
 def _prior_contact_response(reference: Reference, days: int):
-    return jsonify(_DUMP_PRIOR_CONTACT(_prior_contact(reference, days)))
+    return _ANSWER_PRIOR_CONTACT(_prior_contact(reference, days))
 
 
 def _planned(reference: Reference) -> dict:

@@ -4,6 +4,7 @@ and the API's token cache."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import event, func, select
@@ -122,6 +123,30 @@ def test_the_fast_dump_of_the_answer_is_marshmallows(engine, service_config, bus
 
     assert fast_dumper(PriorContactSchema())(answer) == PriorContactSchema().dump(answer)
     assert answer["company"]["contact_persons"] and answer["approaches"][0]["needs"]
+
+
+def test_the_checks_json_answer_is_the_document_of_marshmallows_dump(
+    app, engine, service_config, busy_company
+):
+    from coordination.api.common import json_answer
+    from coordination.api.companies import PriorContactSchema
+
+    with session_scope(engine) as session:
+        company = company_by_cvr(session, CVR)
+        answer = prior_contact(
+            session, company, service_config, VAEKSTHUS, 3650, True, local_today(), utcnow()
+        )
+    answer["check"] = {"id": 7, "organisation": VEU, "checked_at": utcnow()}
+    answer["company"]["not_in_the_schema"] = "left out"
+    answer["approaches"][0]["not_in_the_schema"] = "left out"
+    with app.app_context():
+        response = json_answer(PriorContactSchema())(answer)
+
+    expected = json.loads(app.json.dumps(PriorContactSchema().dump(answer)))
+    assert response.mimetype == "application/json"
+    assert json.loads(response.get_data()) == expected
+    assert "Bøgh" in response.get_data(as_text=True)  # UTF-8, not escaped
+    assert expected["check"]["checked_at"] and expected["company"]["contact_persons"]
 
 
 def test_the_snapshot_names_the_callers_stored_organisation(engine, busy_company):
