@@ -47,6 +47,7 @@ from coordination.companies import (
     QuickCheck,
     UnknownMunicipality,
     add_planned_visit,
+    answer_recorded_check,
     company_by_cvr,
     company_by_id,
     company_detail,
@@ -327,24 +328,20 @@ def _company(reference: Reference) -> dict:
 
 
 def _prior_contact(reference: Reference, days: int) -> dict:
-    """The check's fast path without a transaction (one read, one single-statement write),
-    else the full check in one."""
+    """The check's fast path without a transaction (on PostgreSQL one statement reads and
+    records), then, when the check changes the company's coordination, its re-evaluation in
+    one; when the fast path records nothing, the full check in one."""
     who = caller()
     target = _target(reference)
     arguments = (config(), who.organisation, who.name, days, _with_contacts())
-
-    def audited(company_id: int) -> dict:
-        return audit_values(
-            "companies.prior_contact", target, found=True, company_id=company_id, days=days
-        )
-
+    entry = audit_values("companies.prior_contact", target, found=True, days=days)
     kind, value = reference
     if kind == "id" and value > MAX_ID:
         quick = QuickCheck(found=False)
     else:
         key = {"cvr": value} if kind == "cvr" else {"company_id": value}
         with connection_of_work(autocommit=True) as connection:
-            quick = quick_prior_contact_check(connection, *arguments, audited, **key)
+            quick = quick_prior_contact_check(connection, *arguments, entry, **key)
     if not quick.found:
         with unit_of_work() as session:
             audit(
@@ -357,8 +354,13 @@ def _prior_contact(reference: Reference, days: int) -> dict:
         company = _find(session, reference)
         if company is None:  # deleted in between
             _not_found(reference)
+        if quick.recorded is not None:
+            settings, organisation, _consultant, days, with_contacts = arguments
+            return answer_recorded_check(
+                session, company, quick.recorded, settings, organisation, days, with_contacts
+            )
         # The fast path has declined: go straight to the full check, not through it again.
-        return full_prior_contact_check(session, company, *arguments, audit=audited)
+        return full_prior_contact_check(session, company, *arguments, audit=entry)
 
 
 def plain_days(query: bytes) -> int | None:
