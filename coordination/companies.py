@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Callable
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import Connection, case, func, select
@@ -75,8 +74,8 @@ from coordination.prior_contact_read import (
     SUMMARY_LONG_DAYS,
     SUMMARY_SHORT_DAYS,
     Snapshot,
-    insert_check,
-    read_snapshot,
+    read_and_record,
+    with_company,
 )
 from coordination.rules import CheckFacts, evaluate_company
 from coordination.timeutil import local_date, local_today
@@ -403,22 +402,28 @@ def check_prior_contact(
     consultant: str | None,
     days: int,
     with_contacts: bool,
-    audit: Callable[[int], dict] | None = None,
+    audit: dict | None = None,
 ) -> dict:
     """Record the check and answer it (:func:`prior_contact`), with the check's id,
-    organisation and time under ``"check"``. ``audit`` gives, for the company's id, the column
-    values of an :class:`~coordination.models.AuditEntry` to store with the check.
+    organisation and time under ``"check"``. ``audit`` holds the column values of an
+    :class:`~coordination.models.AuditEntry` to store with the check (the company's id is
+    added to its details as ``company_id``).
 
     Tries :func:`quick_prior_contact_check` first; when the check changes the company's
-    coordination, or the organisation is new, it records the check with :func:`record_check`
-    (which re-evaluates the company under a lock) and answers from the separate queries, so
-    the answer and the stored flags are always those of the rules.
+    coordination it re-evaluates the company under a lock (:func:`answer_recorded_check`), and
+    when the organisation is new it records the check with :func:`record_check`, answering
+    from the separate queries, so the answer and the stored flags are always those of the
+    rules.
     """
     quick = quick_prior_contact_check(
         session, config, organisation, consultant, days, with_contacts, audit, company_id=company.id
     )
     if quick.answer is not None:
         return quick.answer
+    if quick.recorded is not None:
+        return answer_recorded_check(
+            session, company, quick.recorded, config, organisation, days, with_contacts
+        )
     return full_prior_contact_check(
         session, company, config, organisation, consultant, days, with_contacts, audit
     )
@@ -432,14 +437,48 @@ def full_prior_contact_check(
     consultant: str | None,
     days: int,
     with_contacts: bool,
-    audit: Callable[[int], dict] | None = None,
+    audit: dict | None = None,
 ) -> dict:
     """:func:`check_prior_contact` without the fast path: for a caller whose
-    :func:`quick_prior_contact_check` has just declined, so the snapshot is not read twice."""
+    :func:`quick_prior_contact_check` has just declined without recording the check, so the
+    snapshot is not read twice."""
     today = local_today(config.schedule.timezone)
     check = record_check(session, company.id, organisation, consultant, config.rules, today)
     if audit is not None:
-        session.add(AuditEntry(**audit(company.id)))
+        session.add(AuditEntry(**with_company(audit, company.id)))
+    return _answer(session, company, check, config, organisation, days, with_contacts, today)
+
+
+def answer_recorded_check(
+    session: Session,
+    company: Company,
+    check_id: int,
+    config: Config,
+    organisation: str,
+    days: int,
+    with_contacts: bool,
+) -> dict:
+    """The answer of a check that :func:`quick_prior_contact_check` has recorded but not
+    answered, because it changes the company's coordination: the company re-evaluated with
+    it (under the lock :func:`record_check` takes), then answered as
+    :func:`full_prior_contact_check` answers."""
+    today = local_today(config.schedule.timezone)
+    session.execute(select(Company.id).where(Company.id == company.id).with_for_update())
+    evaluate_companies(session, [company.id], config.rules, today=today)
+    check = session.get(PriorContactCheck, check_id)
+    return _answer(session, company, check, config, organisation, days, with_contacts, today)
+
+
+def _answer(
+    session: Session,
+    company: Company,
+    check: PriorContactCheck,
+    config: Config,
+    organisation: str,
+    days: int,
+    with_contacts: bool,
+    today: dt.date,
+) -> dict:
     answer = prior_contact(session, company, config, organisation, days, with_contacts, today)
     answer["check"] = {
         "id": check.id,
@@ -451,11 +490,13 @@ def full_prior_contact_check(
 
 @dataclasses.dataclass(frozen=True)
 class QuickCheck:
-    """What :func:`quick_prior_contact_check` did: whether the company exists, and the answer
-    (None when the check needs :func:`check_prior_contact` in a transaction)."""
+    """What :func:`quick_prior_contact_check` did: whether the company exists, the answer
+    (None when the check needs more work in a transaction) and the id of the check it
+    recorded without answering (None when it recorded none)."""
 
     found: bool
     answer: dict | None = None
+    recorded: int | None = None
 
 
 def quick_prior_contact_check(
@@ -465,40 +506,42 @@ def quick_prior_contact_check(
     consultant: str | None,
     days: int,
     with_contacts: bool,
-    audit: Callable[[int], dict] | None = None,
+    audit: dict | None = None,
     *,
     company_id: int | None = None,
     cvr: str | None = None,
 ) -> QuickCheck:
     """:func:`check_prior_contact` of the company with ``company_id`` or ``cvr`` in one read
-    and one write, when that is enough. It is not (nothing is written, no answer) when the
-    company was merged into another, when the organisation is not stored yet, or when the
-    check would change the company's coordination: the rules are evaluated on what was read,
-    as ``flagging.evaluate_companies`` would evaluate them right after storing the check. The
-    write is one statement on PostgreSQL, so the caller may run this without a transaction.
-    ``session`` may be a Core ``Connection`` (cheaper per statement than a Session)."""
+    and one write (on PostgreSQL one statement, :func:`read_and_record`), when that is
+    enough. Nothing is recorded when the company was merged into another or the organisation
+    is not stored yet (no answer, no ``recorded``: the caller records the check in full). The
+    rules are then evaluated on what was read, as ``flagging.evaluate_companies`` would
+    evaluate them right after storing the check; when the check changes the company's
+    coordination, it is recorded but not answered (``recorded``: the caller re-evaluates the
+    company, :func:`answer_recorded_check`). On PostgreSQL each statement commits on its own
+    when the caller runs this without a transaction. ``session`` may be a Core ``Connection``
+    (cheaper per statement than a Session)."""
     today = local_today(config.schedule.timezone)
     at = utcnow()
-    snapshot = read_snapshot(session, organisation, days, today, company_id=company_id, cvr=cvr)
-    if snapshot is None:
-        return QuickCheck(found=False)
-    if (
-        snapshot.company.merged_into_id is not None
-        or snapshot.organisation is None
-        or _check_changes_coordination(snapshot, config.rules, today, at)
-    ):
-        return QuickCheck(found=True)
-    company = snapshot.company
-    entry = audit(company.id) if audit is not None else None
-    check_id = insert_check(
+    snapshot, check_id = read_and_record(
         session,
-        company.id,
-        snapshot.organisation[0],
-        consultant,
-        at,
-        entry,
+        organisation,
+        days,
+        today,
+        company_id=company_id,
+        cvr=cvr,
+        consultant=consultant,
+        at=at,
+        audit=audit,
         durable=config.durable_checks,
     )
+    if snapshot is None:
+        return QuickCheck(found=False)
+    if check_id is None:
+        return QuickCheck(found=True)
+    if _check_changes_coordination(snapshot, config.rules, today, at):
+        return QuickCheck(found=True, recorded=check_id)
+    company = snapshot.company
     answer = snapshot.answer(company, config, organisation, with_contacts, at)
     answer["check"] = {"id": check_id, "organisation": snapshot.organisation[1], "checked_at": at}
     return QuickCheck(found=True, answer=answer)

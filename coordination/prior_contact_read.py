@@ -1,5 +1,5 @@
-"""The prior-contact check in two round trips: one read of everything the answer and the
-coordination rules need, and one write of the check with its audit entry.
+"""The prior-contact check in one round trip on PostgreSQL: one statement that reads everything
+the answer and the coordination rules need and records the check with its audit entry.
 
 :func:`read_snapshot` sends one SELECT of scalar subqueries, each aggregating one kind of row
 of the company into a JSON array (``json_agg`` on PostgreSQL, ``json_group_array`` on SQLite):
@@ -9,16 +9,20 @@ the caller's organisation and the number of organisations of the last 90 days. E
 statement is built once per dialect and reused with bound parameters, so SQLAlchemy's compiled
 cache (and psycopg's prepared statements) hit on every check.
 
+:func:`read_and_record` is that read with the check: on PostgreSQL the SELECT becomes a CTE
+from which two data-modifying CTEs insert the check and the audit entry (when the company was
+not merged and the caller's organisation is stored), all seeing the database as it was before
+the statement; elsewhere (and without an audit entry) the read and :func:`insert_check`.
 :func:`insert_check` stores the check and the audit entry in one statement on PostgreSQL (two
 data-modifying CTEs) and in two inserts on SQLite, where a statement costs no round trip. With
-``durable=False`` (the configuration's ``[database] durable_checks = false``) that PostgreSQL
-statement also sets ``synchronous_commit`` to off for its own transaction only
+``durable=False`` (the configuration's ``[database] durable_checks = false``) the PostgreSQL
+statement that records also sets ``synchronous_commit`` to off for its own transaction only
 (``set_config(..., true)``), so its commit does not wait for the WAL flush; nothing else on the
 connection changes.
 
-Both functions take an ORM ``Session`` or a Core ``Connection`` (the API's fast path uses a
+The functions take an ORM ``Session`` or a Core ``Connection`` (the API's fast path uses a
 Connection, which costs less per statement). On a PostgreSQL connection in autocommit mode (the
-fast path's) both statements run on psycopg's own connection (:class:`coordination.db.
+fast path's) the statements run on psycopg's own connection (:class:`coordination.db.
 DriverStatement`: compiled once, prepared, without SQLAlchemy's execution context and result).
 
 The answer built from the snapshot is the one :func:`coordination.companies.prior_contact`
@@ -41,13 +45,15 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    cast,
     func,
     insert,
     literal_column,
     not_,
     select,
+    true,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlmodel import Session
 
 from coordination.approach_queries import approach_view, needs_by_approach, sources_and_notes
@@ -118,6 +124,12 @@ class Snapshot:
     organisations_90d: int
     since: dt.date
     today: dt.date
+
+    @property
+    def recordable(self) -> bool:
+        """Whether a check can be recorded from this snapshot alone: the company was not
+        merged into another and the caller's organisation is stored."""
+        return self.company.merged_into_id is None and self.organisation is not None
 
     def approach_facts(self, today: dt.date) -> list[ApproachFacts]:
         """The approaches as ``flagging.evaluate_companies`` gives them to the rules."""
@@ -274,24 +286,33 @@ def read_snapshot(
 ) -> Snapshot | None:
     """Everything the check needs about the company with ``company_id`` or ``cvr``, in one
     statement; None when there is no such company."""
-    since = today - dt.timedelta(days=days)
-    by = "id" if company_id is not None else "cvr"
-    values = {
-        by if by == "cvr" else "company_id": cvr if by == "cvr" else company_id,
-        "since": since,
-        "today": today,
-        "long": today - dt.timedelta(days=SUMMARY_LONG_DAYS),
-        "organisation_key": normalise_organisation_name(organisation),
-    }
+    by, values = _snapshot_values(organisation, days, today, company_id, cvr)
+    since = values["since"]
     if DriverStatement.runs_on(session):
         row = _driver_statement(("snapshot", by), session).first_row(session, values)
     else:
         statement = _snapshot_statement(dialect_name(session), by)
         row = session.execute(statement, values).one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _snapshot_of(row, since, today)
+
+
+def _snapshot_values(
+    organisation: str, days: int, today: dt.date, company_id: int | None, cvr: str | None
+) -> tuple[str, dict]:
+    """Which statement variant ("id" or "cvr") and its bound values."""
+    by = "id" if company_id is not None else "cvr"
+    return by, {
+        by if by == "cvr" else "company_id": cvr if by == "cvr" else company_id,
+        "since": today - dt.timedelta(days=days),
+        "today": today,
+        "long": today - dt.timedelta(days=SUMMARY_LONG_DAYS),
+        "organisation_key": normalise_organisation_name(organisation),
+    }
+
+
+def _snapshot_of(row, since: dt.date, today: dt.date) -> Snapshot:
     (units, contacts, approaches, records, needs, flags, checks, visits, sources) = row[_AGGREGATES]
-    organisation_id, organisation_name, organisations_90d = row[_AGGREGATES.stop :]
+    organisation_id, organisation_name, organisations_90d = row[_AGGREGATES.stop : _SNAPSHOT_END]
     return Snapshot(
         company=CompanyRow(*row[: _AGGREGATES.start]),
         units=_rows(units),
@@ -313,6 +334,7 @@ def read_snapshot(
 # Where the snapshot row's JSON aggregates are: after the company's columns, before the
 # caller's organisation (id, name) and the number of organisations of the last 90 days.
 _AGGREGATES = slice(len(CompanyRow._fields), len(CompanyRow._fields) + 9)
+_SNAPSHOT_END = _AGGREGATES.stop + 3
 
 
 def _rows(value, dates: tuple[str, ...] = (), moments: tuple[str, ...] = ()) -> list[dict]:
@@ -350,15 +372,17 @@ def _snapshot_statement(dialect: str, by: str):
 
 
 def _driver_statement(key: tuple, connection: Connection) -> DriverStatement:
-    """The snapshot (``("snapshot", by)``) or the check's write (``("write", durable)``) on
+    """The snapshot (``("snapshot", by)``), the snapshot with the check
+    (``("record", (by, durable))``) or the check's write (``("write", durable)``) on
     PostgreSQL, as a :class:`DriverStatement`."""
     if key not in _DRIVER_STATEMENTS:
         kind, variant = key
-        statement = (
-            _snapshot_statement("postgresql", variant)
-            if kind == "snapshot"
-            else _combined_write(variant)
-        )
+        if kind == "snapshot":
+            statement = _snapshot_statement("postgresql", variant)
+        elif kind == "record":
+            statement = _read_and_record_statement(*variant)
+        else:
+            statement = _combined_write(variant)
         _DRIVER_STATEMENTS[key] = DriverStatement(statement, connection.dialect)
     return _DRIVER_STATEMENTS[key]
 
@@ -561,6 +585,114 @@ def _build_snapshot_statement(dialect: str, by: str):
         caller.with_only_columns(_ORGANISATION.c.name).scalar_subquery().label("organisation_name"),
         organisations_90d.label("organisations_90d"),
     ).where(wanted)
+
+
+# --- the read with the write ------------------------------------------------------------------
+
+
+def read_and_record(
+    session: Session | Connection,
+    organisation: str,
+    days: int,
+    today: dt.date,
+    *,
+    company_id: int | None = None,
+    cvr: str | None = None,
+    consultant: str | None,
+    at: dt.datetime,
+    audit: dict | None,
+    durable: bool = True,
+) -> tuple[Snapshot | None, int | None]:
+    """:func:`read_snapshot`, and the check by the caller's stored organisation recorded at
+    ``at`` with ``audit`` (an audit entry's column values; the company's id is added to its
+    details as ``company_id``) when the company was not merged into another and the
+    organisation is stored: the snapshot (None when there is no such company) and the
+    check's id (None when nothing was recorded). The snapshot is the database before the
+    check.
+
+    On PostgreSQL (with an audit entry) this is one statement, a round trip less than a read
+    and a write; ``durable`` as for :func:`insert_check`. Elsewhere the read and the write
+    are separate statements."""
+    if dialect_name(session) != "postgresql" or audit is None:
+        snapshot = read_snapshot(session, organisation, days, today, company_id=company_id, cvr=cvr)
+        if snapshot is None or not snapshot.recordable:
+            return snapshot, None
+        company = snapshot.company.id
+        entry = with_company(audit, company) if audit is not None else None
+        check_id = insert_check(
+            session, company, snapshot.organisation[0], consultant, at, entry, durable
+        )
+        return snapshot, check_id
+    by, values = _snapshot_values(organisation, days, today, company_id, cvr)
+    values |= {"consultant": consultant, "checked_at": at} | _audit_parameters(audit, at)
+    if DriverStatement.runs_on(session):
+        row = _driver_statement(("record", (by, durable)), session).first_row(session, values)
+    else:
+        row = session.execute(_read_and_record_statement(by, durable), values).one_or_none()
+    if row is None:
+        return None, None
+    return _snapshot_of(row, values["since"], today), row[_SNAPSHOT_END]
+
+
+def with_company(audit: dict, company_id: int) -> dict:
+    """The audit entry's values ``audit`` with the company's id in its details."""
+    return audit | {"details": {**(audit.get("details") or {}), "company_id": company_id}}
+
+
+def _audit_parameters(audit: dict, at: dt.datetime) -> dict:
+    values = {f"audit_{name}": audit.get(name) for name in _AUDIT_FIELDS}
+    values["audit_details"] = audit.get("details") or {}
+    values["audit_at"] = audit.get("at") or at
+    return values
+
+
+_RECORDING: dict[tuple[str, bool], object] = {}
+
+
+def _read_and_record_statement(by: str, durable: bool):
+    """The snapshot as a CTE, the check inserted from it (when recordable) with its audit
+    entry, and the snapshot's row with the check's id (NULL when none was recorded).
+    PostgreSQL runs each data-modifying CTE once, and all of them see the database as it
+    was before the statement, so the snapshot does not contain the new check."""
+    if (by, durable) not in _RECORDING:
+        snapshot = _snapshot_statement("postgresql", by).cte("snapshot")
+        recordable = select(
+            snapshot.c.id,
+            snapshot.c.organisation_id,
+            bindparam("consultant", type_=_CHECK.c.consultant.type),
+            bindparam("checked_at", type_=_CHECK.c.checked_at.type),
+        ).where(snapshot.c.merged_into_id.is_(None), snapshot.c.organisation_id.is_not(None))
+        check = (
+            insert(_CHECK)
+            .from_select(["company_id", "organisation_id", "consultant", "checked_at"], recordable)
+            .returning(_CHECK.c.id, _CHECK.c.company_id)
+            .cte("new_check")
+        )
+        # The details given, with the company's id added (jsonb orders the keys its own way).
+        details = cast(
+            cast(bindparam("audit_details", type_=JSONB), JSONB).op("||")(
+                func.jsonb_build_object(_key("company_id"), check.c.company_id)
+            ),
+            JSON,
+        )
+        entry = select(
+            bindparam("audit_at", type_=_AUDIT.c.at.type),
+            *(
+                bindparam(f"audit_{name}", type_=_AUDIT.c[name].type)
+                for name in _AUDIT_FIELDS
+                if name != "details"
+            ),
+            details,
+        ).select_from(check)
+        fields = ["at", *(name for name in _AUDIT_FIELDS if name != "details"), "details"]
+        audit = insert(_AUDIT).from_select(fields, entry).cte("new_audit_entry")
+        columns = [*snapshot.c, check.c.id.label("check_id")]
+        if not durable:
+            columns.append(func.set_config(_key("synchronous_commit"), _key("off"), True))
+        _RECORDING[by, durable] = (
+            select(*columns).select_from(snapshot.outerjoin(check, true())).add_cte(audit)
+        )
+    return _RECORDING[by, durable]
 
 
 # --- the write --------------------------------------------------------------------------------

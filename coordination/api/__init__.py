@@ -7,6 +7,7 @@ import importlib
 import logging
 
 from flask import Flask, current_app, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_smorest import Api
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 # Feature blueprints, each a module of this package exposing ``blp``.
 BLUEPRINTS = ("companies", "approaches", "flags", "reports", "identity", "sync_runs", "admin")
+PREFIX = "/api/v1/"
 
 
 def init_api(app: Flask) -> Api:
@@ -35,6 +37,7 @@ def init_api(app: Flask) -> Api:
             "info": {"description": "See README.md and the specification's service.md."},
         },
     )
+    app.session_interface = PagesOnlySessionInterface()
     api = Api(app)
     for name in BLUEPRINTS:
         module = importlib.import_module(f"coordination.api.{name}")
@@ -49,11 +52,23 @@ def init_api(app: Flask) -> Api:
     return api
 
 
+class PagesOnlySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed session cookie, left unopened on API requests: the API authenticates by
+    bearer token alone and never reads the session, so checking the signature of a cookie a
+    browser sends along (and saving it back) would be work for nothing. An API request sees
+    an empty session that refuses writes."""
+
+    def open_session(self, app, request):
+        if request.path.startswith(PREFIX):
+            return self.null_session_class()
+        return super().open_session(app, request)
+
+
 def _authenticate_api_calls() -> None:
     """Every API endpoint needs a token; checking it before argument parsing means a caller
     without one learns nothing else (401 comes before 422). Roles are checked per endpoint."""
     endpoint = request.endpoint or ""
-    if request.path.startswith("/api/v1/") and endpoint and not endpoint.startswith("api-docs."):
+    if request.path.startswith(PREFIX) and endpoint and not endpoint.startswith("api-docs."):
         authenticate()
 
 

@@ -35,14 +35,20 @@ def requires(role: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            who = authenticate()
-            if who.role not in allowed:
-                abort(403, message=f"the role {who.role!r} may not use this endpoint")
+            ensure_role(allowed)
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def ensure_role(allowed: set[str] | frozenset[str]) -> Caller:
+    """The caller, when its role is one of ``allowed`` (a value of ``ROLE_GRANTS``); else 403."""
+    who = authenticate()
+    if who.role not in allowed:
+        abort(403, message=f"the role {who.role!r} may not use this endpoint")
+    return who
 
 
 def authenticate() -> Caller:

@@ -7,7 +7,8 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import current_app, g
+import orjson
+from flask import Response, current_app, g
 from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session
@@ -113,19 +114,29 @@ def audit_values(action: str, target: str | None = None, **details: Any) -> dict
     }
 
 
-def fast_dumper(schema: Schema) -> Callable[[Any], Any]:
+def fast_dumper(schema: Schema, iso_dates: bool = True) -> Callable[[Any], Any]:
     """A function that dumps like ``schema.dump`` (declared keys only, missing ones left out,
     dates and moments in ISO format) for plain dicts and lists whose values already have the
     declared types, as the service functions return them; several times faster than
     marshmallow on a large answer. Nested schemas, lists, dates and date-times are followed;
-    any other field passes its value through."""
+    any other field passes its value through, and so do dates with ``iso_dates=False`` (for
+    an encoder that writes them in ISO format itself)."""
     parts = [
-        (name, field.data_key or name, _field_dumper(field))
+        (name, field.data_key or name, _field_dumper(field, iso_dates))
         for name, field in schema.dump_fields.items()
     ]
     # Values that pass unchanged are copied without a call each (most of the fields).
     copied = [(name, key) for name, key, convert in parts if convert is _unchanged]
     converted = [part for part in parts if part[2] is not _unchanged]
+    if not converted and all(name == key for name, key in copied):
+        declared = frozenset(name for name, _ in copied)
+
+        def dump_flat(obj: Any) -> dict:
+            if obj.keys() == declared:  # nothing to leave out: a plain copy
+                return dict(obj)
+            return {key: obj[name] for name, key in copied if name in obj}
+
+        return dump_flat
 
     def dump(obj: Any) -> dict:
         out = {key: obj[name] for name, key in copied if name in obj}
@@ -137,22 +148,41 @@ def fast_dumper(schema: Schema) -> Callable[[Any], Any]:
     return dump
 
 
-def _field_dumper(field: fields.Field) -> Callable[[Any], Any]:
+def _field_dumper(field: fields.Field, iso_dates: bool) -> Callable[[Any], Any]:
     if isinstance(field, fields.Nested):
-        inner = fast_dumper(field.schema)
+        inner = fast_dumper(field.schema, iso_dates)
         if field.many:
             return lambda value: None if value is None else [inner(item) for item in value]
         return lambda value: None if value is None else inner(value)
     if isinstance(field, fields.List):
-        item = _field_dumper(field.inner)
+        item = _field_dumper(field.inner, iso_dates)
+        if item is _unchanged:
+            return lambda value: None if value is None else list(value)
         return lambda value: None if value is None else [item(v) for v in value]
-    if isinstance(field, fields.Date | fields.DateTime):
+    if iso_dates and isinstance(field, fields.Date | fields.DateTime):
         return lambda value: None if value is None else value.isoformat()
     return _unchanged
 
 
 def _unchanged(value: Any) -> Any:
     return value
+
+
+def json_answer(schema: Schema) -> Callable[[Any], Response]:
+    """A function that answers with ``obj`` dumped by ``schema``: the JSON document of
+    ``jsonify(schema.dump(obj))`` (keys sorted, compact), with characters beyond ASCII written
+    as UTF-8 rather than escaped, in about a fifth of the time of :func:`fast_dumper` and
+    Flask's encoder (orjson writes dates and moments in ISO format, as marshmallow does). For
+    an answer as large and as frequent as the prior-contact check's."""
+    dump = fast_dumper(schema, iso_dates=False)
+    options = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
+    def answer(obj: Any) -> Response:
+        return current_app.response_class(
+            orjson.dumps(dump(obj), option=options), mimetype="application/json"
+        )
+
+    return answer
 
 
 class PageArgs(Schema):

@@ -8,9 +8,10 @@ coordinator roles only. Every search, company view and check is audited.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from flask import jsonify
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, post_load, validate
@@ -24,7 +25,7 @@ from coordination.api.approaches import (
     api_cvr,
     documented_errors,
 )
-from coordination.api.auth import requires
+from coordination.api.auth import ensure_role, requires
 from coordination.api.common import (
     PageArgs,
     audit,
@@ -32,7 +33,7 @@ from coordination.api.common import (
     caller,
     config,
     connection_of_work,
-    fast_dumper,
+    json_answer,
     page_schema,
     unit_of_work,
 )
@@ -46,6 +47,7 @@ from coordination.companies import (
     QuickCheck,
     UnknownMunicipality,
     add_planned_visit,
+    answer_recorded_check,
     company_by_cvr,
     company_by_id,
     company_detail,
@@ -58,10 +60,12 @@ from coordination.companies import (
     search_companies,
 )
 from coordination.models import Company
+from coordination.tokens import ROLE_GRANTS
 
 blp = Blueprint("companies", __name__, url_prefix="/api/v1", description="companies")
 
 CONTACT_ROLES = frozenset({"visitor", "coordinator"})
+_VISITOR_ROLES = ROLE_GRANTS["visitor"]
 
 _CVR_PATH = {
     "in": "path",
@@ -173,10 +177,13 @@ class PlannedVisitArgsSchema(Schema):
     purpose = fields.String(allow_none=True, validate=[validate.Length(max=2000), NO_NUL])
 
 
+DEFAULT_DAYS, MAX_DAYS = 180, 3650
+
+
 class PriorContactArgsSchema(Schema):
     days = fields.Integer(
-        load_default=180,
-        validate=validate.Range(min=1, max=3650),
+        load_default=DEFAULT_DAYS,
+        validate=validate.Range(min=1, max=MAX_DAYS),
         metadata={"description": "how many days of approaches to list"},
     )
 
@@ -219,8 +226,10 @@ class PriorContactSchema(Schema):
 
 
 # The check's answer, dumped as PriorContactSchema would, without marshmallow's per-field cost.
-_DUMP_PRIOR_CONTACT = fast_dumper(PriorContactSchema())
+_ANSWER_PRIOR_CONTACT = json_answer(PriorContactSchema())
 _PRIOR_CONTACT_ARGS = PriorContactArgsSchema()
+# The query strings of a check that need no parsing: none, or ``days`` alone in plain digits.
+_PLAIN_DAYS = re.compile(rb"(?:days=([0-9]{1,4}))?")
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -319,24 +328,20 @@ def _company(reference: Reference) -> dict:
 
 
 def _prior_contact(reference: Reference, days: int) -> dict:
-    """The check's fast path without a transaction (one read, one single-statement write),
-    else the full check in one."""
+    """The check's fast path without a transaction (on PostgreSQL one statement reads and
+    records), then, when the check changes the company's coordination, its re-evaluation in
+    one; when the fast path records nothing, the full check in one."""
     who = caller()
     target = _target(reference)
     arguments = (config(), who.organisation, who.name, days, _with_contacts())
-
-    def audited(company_id: int) -> dict:
-        return audit_values(
-            "companies.prior_contact", target, found=True, company_id=company_id, days=days
-        )
-
+    entry = audit_values("companies.prior_contact", target, found=True, days=days)
     kind, value = reference
     if kind == "id" and value > MAX_ID:
         quick = QuickCheck(found=False)
     else:
         key = {"cvr": value} if kind == "cvr" else {"company_id": value}
         with connection_of_work(autocommit=True) as connection:
-            quick = quick_prior_contact_check(connection, *arguments, audited, **key)
+            quick = quick_prior_contact_check(connection, *arguments, entry, **key)
     if not quick.found:
         with unit_of_work() as session:
             audit(
@@ -349,8 +354,30 @@ def _prior_contact(reference: Reference, days: int) -> dict:
         company = _find(session, reference)
         if company is None:  # deleted in between
             _not_found(reference)
+        if quick.recorded is not None:
+            settings, organisation, _consultant, days, with_contacts = arguments
+            return answer_recorded_check(
+                session, company, quick.recorded, settings, organisation, days, with_contacts
+            )
         # The fast path has declined: go straight to the full check, not through it again.
-        return full_prior_contact_check(session, company, *arguments, audit=audited)
+        return full_prior_contact_check(session, company, *arguments, audit=entry)
+
+
+def plain_days(query: bytes) -> int | None:
+    """The ``days`` of a check's raw query string when it is empty or ``days=`` with 1 to 4
+    digits in the schema's range (what nearly every caller sends); None for any other query,
+    which :class:`PriorContactArgsSchema` parses (and words the errors of)."""
+    match = _PLAIN_DAYS.fullmatch(query)
+    if match is None:
+        return None
+    if match[1] is None:
+        return DEFAULT_DAYS
+    days = int(match[1])
+    return days if 1 <= days <= MAX_DAYS else None
+
+
+def _prior_contact_response(reference: Reference, days: int):
+    return _ANSWER_PRIOR_CONTACT(_prior_contact(reference, days))
 
 
 def _planned(reference: Reference) -> dict:
@@ -425,6 +452,19 @@ def _company_views(prefix: str, path_parameter: dict, reference: Callable) -> No
             return _company(reference(*path.values()))
 
     class PriorContactView(MethodView):
+        init_every_request = False  # no state: one instance serves every check
+
+        def dispatch_request(self, **path):
+            """The check is the service's busiest call. With a plain query (see
+            :func:`plain_days`) it skips webargs and flask-smorest's wrappers, which would add
+            nothing (``get`` answers with a ready response); any other query, or method, takes
+            the documented path, so validation errors stay theirs."""
+            days = plain_days(request.query_string) if request.method == "GET" else None
+            if days is None:
+                return super().dispatch_request(**path)
+            ensure_role(_VISITOR_ROLES)
+            return _prior_contact_response(reference(*path.values()), days)
+
         @requires("visitor")
         # An instance, not the class: webargs would build a new schema for every check.
         @blp.arguments(_PRIOR_CONTACT_ARGS, location="query")
@@ -435,8 +475,7 @@ def _company_views(prefix: str, path_parameter: dict, reference: Callable) -> No
             a summary and how fresh each source is. Recorded as a check by the caller's
             organisation: that organisation's approaches from today until ``lookup_valid_days``
             (configuration; 14 by default) days later count as coordinated."""
-            answer = _prior_contact(reference(*path.values()), args["days"])
-            return jsonify(_DUMP_PRIOR_CONTACT(answer))
+            return _prior_contact_response(reference(*path.values()), args["days"])
 
     class PlannedView(MethodView):
         @requires("visitor")

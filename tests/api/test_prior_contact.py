@@ -239,6 +239,53 @@ def test_a_company_without_cvr_is_checked_by_id(client, auth, timeline):
     assert len(answer.json["approaches"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("query", "days"),
+    [
+        (b"", 180),
+        (b"days=1", 1),
+        (b"days=030", 30),
+        (b"days=3650", 3650),
+        (b"days=0", None),
+        (b"days=3651", None),
+        (b"days=12345", None),
+        (b"days=", None),
+        (b"days=-5", None),
+        (b"days=%3130", None),
+        (b"days=30&days=40", None),
+        (b"days=30&other=1", None),
+        (b"other=1", None),
+    ],
+)
+def test_only_an_empty_query_or_days_alone_in_range_is_taken_without_parsing(query, days):
+    from coordination.api.companies import plain_days
+
+    assert plain_days(query) == days
+
+
+@pytest.mark.parametrize("query", ["", "?days=30"])
+def test_a_plain_query_answers_as_the_same_query_parsed_by_the_schema(
+    client, auth, timeline, company, query
+):
+    timeline.approach(company, JOBCENTER, ago(10), notes="Ring igen")
+    timeline.approach(company, VEU, ago(31), joint_with=[JOBCENTER])
+    timeline.approach(company, VAEKSTHUS, ahead(3), status="planned")
+    headers = auth("visitor", JOBCENTER)
+    parsed_query = (query or "?") + "&unknown=ignored"  # the schema ignores unknown arguments
+
+    plain = client.get(CHECK + query, headers=headers)
+    parsed = client.get(CHECK + parsed_query, headers=headers)
+
+    assert plain.status_code == parsed.status_code == 200
+    assert plain.headers == parsed.headers
+    first, second = plain.json, parsed.json
+    assert second["check"]["id"] == first["check"]["id"] + 1
+    for answer in (first, second):
+        del answer["check"]
+    assert first == second
+    assert first["days"] == (30 if query else 180)
+
+
 @pytest.mark.parametrize("days", ["0", "3651", "abc"])
 def test_days_out_of_range_is_422(client, auth, company, days):
     answer = client.get(f"{CHECK}?days={days}", headers=auth("visitor"))

@@ -4,6 +4,7 @@ and the API's token cache."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from sqlalchemy import event, func, select
@@ -124,6 +125,30 @@ def test_the_fast_dump_of_the_answer_is_marshmallows(engine, service_config, bus
     assert answer["company"]["contact_persons"] and answer["approaches"][0]["needs"]
 
 
+def test_the_checks_json_answer_is_the_document_of_marshmallows_dump(
+    app, engine, service_config, busy_company
+):
+    from coordination.api.common import json_answer
+    from coordination.api.companies import PriorContactSchema
+
+    with session_scope(engine) as session:
+        company = company_by_cvr(session, CVR)
+        answer = prior_contact(
+            session, company, service_config, VAEKSTHUS, 3650, True, local_today(), utcnow()
+        )
+    answer["check"] = {"id": 7, "organisation": VEU, "checked_at": utcnow()}
+    answer["company"]["not_in_the_schema"] = "left out"
+    answer["approaches"][0]["not_in_the_schema"] = "left out"
+    with app.app_context():
+        response = json_answer(PriorContactSchema())(answer)
+
+    expected = json.loads(app.json.dumps(PriorContactSchema().dump(answer)))
+    assert response.mimetype == "application/json"
+    assert json.loads(response.get_data()) == expected
+    assert "Bøgh" in response.get_data(as_text=True)  # UTF-8, not escaped
+    assert expected["check"]["checked_at"] and expected["company"]["contact_persons"]
+
+
 def test_the_snapshot_names_the_callers_stored_organisation(engine, busy_company):
     with session_scope(engine) as session:
         known = read_snapshot(
@@ -231,7 +256,7 @@ def statements_of(engine):
     return sent
 
 
-def test_a_check_that_changes_no_coordination_costs_one_read_and_one_write(
+def test_a_check_that_changes_no_coordination_costs_one_statement_on_postgresql(
     app, client, auth, engine, busy_company
 ):
     headers = auth("visitor", VEU)
@@ -241,9 +266,9 @@ def test_a_check_that_changes_no_coordination_costs_one_read_and_one_write(
     answer = client.get(CHECK, headers=headers)
 
     assert answer.status_code == 200
-    # The read (the company by its CVR number with everything else), and the check with its
-    # audit entry (one statement on PostgreSQL, two inserts on SQLite).
-    assert len(sent) <= 3
+    # The read (the company by its CVR number with everything else) with the check and its
+    # audit entry: one statement on PostgreSQL; on SQLite the read and two inserts.
+    assert len(sent) == (1 if engine.dialect.name == "postgresql" else 3)
     with session_scope(engine) as session:
         checks = session.execute(
             select(PriorContactCheck).order_by(PriorContactCheck.id.desc())
@@ -269,7 +294,7 @@ def test_a_check_by_a_new_organisation_stores_it_and_is_recorded(client, auth, e
 
 
 def test_a_check_that_coordinates_todays_approach_is_evaluated_at_once(
-    client, auth, timeline, company
+    client, auth, engine, timeline, company
 ):
     timeline.approach(company, VEU, ago(10))
     today_record = timeline.approach(company, JOBCENTER, local_today())
@@ -281,6 +306,39 @@ def test_a_check_that_coordinates_todays_approach_is_evaluated_at_once(
     assert timeline.approach_of(today_record).coordinated is True
     shown = {a["date"]: a["coordinated"] for a in answer.json["approaches"]}
     assert shown[local_today().isoformat()] is True
+    with session_scope(engine) as session:
+        checks = session.execute(select(PriorContactCheck)).scalars().all()
+        entries = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "companies.prior_contact")
+        ).scalars()
+        audited = [e.details for e in entries]
+    assert [c.id for c in checks] == [answer.json["check"]["id"]]  # recorded once
+    assert audited == [{"found": True, "company_id": company, "days": 180}]
+
+
+def test_a_check_that_changes_coordination_answers_as_the_full_check(
+    app, client, auth, engine, service_config, timeline, company
+):
+    from coordination.api.companies import PriorContactSchema
+
+    timeline.approach(company, VEU, ago(10))
+    timeline.approach(company, JOBCENTER, local_today())
+    timeline.approach(company, JOBCENTER, ago(3), notes="Ring igen")
+    timeline.evaluate(company, today=local_today())
+
+    answer = client.get(f"{CHECK}?days=30", headers=auth("visitor", JOBCENTER))
+
+    with session_scope(engine) as session:
+        stored = company_by_cvr(session, CVR)
+        expected = prior_contact(
+            session, stored, service_config, JOBCENTER, 30, True, local_today(), utcnow()
+        )
+        check = session.execute(select(PriorContactCheck)).scalar_one()
+    expected["check"] = {"id": check.id, "organisation": JOBCENTER, "checked_at": check.checked_at}
+    dumped = json.loads(app.json.dumps(PriorContactSchema().dump(expected)))
+    assert answer.json == dumped
+    assert dumped["approaches"][0]["date"] == local_today().isoformat()
+    assert dumped["approaches"][0]["coordinated"] is True  # by this check
 
 
 @pytest.fixture

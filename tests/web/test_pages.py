@@ -360,6 +360,19 @@ def test_the_session_cookie_is_http_only_and_same_site(client, make_token):
     assert "SameSite=Lax" in cookie
 
 
+def test_api_calls_neither_read_nor_renew_the_pages_session(login, make_token):
+    client = login("visitor")
+    headers = {"Authorization": f"Bearer {make_token('visitor')}"}
+
+    page = client.get("/tjek")
+    api = client.get("/api/v1/companies?q=Madsen", headers=headers)
+    without_token = client.get("/api/v1/companies?q=Madsen")
+
+    assert page.status_code == 200 and "Set-Cookie" in page.headers  # a login is renewed
+    assert api.status_code == 200 and "Set-Cookie" not in api.headers
+    assert without_token.status_code == 401  # the login's cookie is no API credential
+
+
 # --- language ---------------------------------------------------------------------------------
 
 
