@@ -34,6 +34,7 @@ from coordination.copy_rows import bulk_insert
 from coordination.db import among
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
+from coordination.planner_stats import analyse_grown_tables
 from coordination.redaction import (
     LABEL_WINDOW,
     cpr_candidates,
@@ -91,6 +92,7 @@ def store_batch(
     classifier: NeedClassifier,
 ) -> StoredBatch:
     counts = BatchCounts(fetched=batch.fetched or len(batch.records) + len(batch.rejected))
+    analyse_grown_tables(session.connection())  # a full sync grows the tables fast
     records, late_rejects = _checked(batch.records)
     rejected = list(batch.rejected) + late_rejects
     now = utcnow()
