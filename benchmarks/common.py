@@ -741,3 +741,25 @@ def machine() -> dict[str, Any]:
 def load_text() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load {one:.1f}/{five:.1f}/{fifteen:.1f}"
+
+
+def backend_cpu_seconds(engine: Any) -> float | None:
+    """CPU time (user + system, from ``/proc``) the PostgreSQL server processes of ``engine``'s
+    open connections have used since they started: the server's share of what a sync waits for,
+    steadier than elapsed time on a shared machine. None on SQLite (the database runs in the
+    process itself). Connections the pool has closed on the way are not counted."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as connection:
+        pids = connection.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend'"
+        ).scalars()
+        pids = list(pids)
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
