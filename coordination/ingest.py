@@ -118,7 +118,11 @@ def store_batch(
     needs_for = {r["external_id"]: latest[r["external_id"]].needs for r in fresh + changed}
     ids_by_external = dict(zip([r["external_id"] for r in fresh], new_ids, strict=True))
     ids_by_external.update({r["external_id"]: r["id"] for r in changed})
-    _replace_needs(session, ids_by_external, needs_for, classifier, source_kind, source_name)
+    # New records have no needs stored yet: only the changed ones' needs are deleted first.
+    replaced = [r["id"] for r in changed]
+    _replace_needs(
+        session, ids_by_external, needs_for, replaced, classifier, source_kind, source_name
+    )
     _resolve_quarantine(session, source_id, [r["external_id"] for r in rows], now)
     counts.quarantined = _quarantine(session, source_id, rejected, now)
     counts.new = len(fresh)
@@ -448,10 +452,11 @@ def _touch(session: Session, ids: list[int], now: dt.datetime) -> None:
         )
 
 
-def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) -> None:
+def _replace_needs(session, ids_by_external, needs_for, replaced, classifier, kind, name) -> None:
+    """Store the needs of the records ``ids_by_external``, in place of the stored needs of those
+    of them ``replaced`` (ids)."""
     table = Need.__table__
-    ids = list(ids_by_external.values())
-    for chunk in _chunks(ids):
+    for chunk in _chunks(replaced):
         session.execute(delete(table).where(among(session, table.c.source_record_id, chunk)))
     rows = []
     classified = {}  # the same need recurs across a batch's records
