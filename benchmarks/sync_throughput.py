@@ -234,6 +234,9 @@ def sync_step(
         "cpu_ms_per_record": 1000 * cpu_seconds / totals["fetched"]
         if totals.get("fetched")
         else 0.0,
+        "server_cpu_ms_per_record": 1000 * server_cpu_seconds / totals["fetched"]
+        if totals.get("fetched") and server.database is not None
+        else None,
         "counts": totals,
         "flags_raised": result.flags_raised,
         "flag_seconds": parts["flags"],
@@ -441,7 +444,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
         _line(
             "full sync",
             f"{full['records_per_second']:,.0f} records/s",
-            f"{full['seconds']:.1f} s, CPU {full['cpu_ms_per_record']:.2f} ms/record, "
+            f"{full['seconds']:.1f} s, CPU {full['cpu_ms_per_record']:.2f} ms/record"
+            f"{_server_cpu(full)}, "
             f"peak {full['peak_rss_mb']:.0f} MB, flags "
             f"{full['flag_seconds']:.1f} s for {full['flag_companies']:,} companies",
             f"target >= {target:,}/s",
@@ -457,7 +461,13 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
         _line(
             "nightly delta sync",
             f"{nightly['seconds']:.1f} s",
-            f"{nightly['counts'].get('fetched', 0):,} fetched, CPU {nightly['cpu_seconds']:.1f} s, "
+            f"{nightly['counts'].get('fetched', 0):,} fetched, CPU {nightly['cpu_seconds']:.1f} s"
+            + (
+                ""
+                if nightly.get("server_cpu_ms_per_record") is None
+                else f" (+ PostgreSQL backends {nightly['server_cpu_seconds']:.1f} s)"
+            )
+            + ", "
             "incremental flags "
             f"{nightly['flag_seconds']:.2f} s for {nightly['flag_companies']:,} companies, "
             f"company index {nightly['parts']['index']:.1f} s, rebuild "
@@ -487,6 +497,11 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
     if failed:
         lines.append(f"  FAILED SOURCES: {failed}")
     print("\n".join(lines), flush=True)
+
+
+def _server_cpu(step: dict[str, Any]) -> str:
+    server = step.get("server_cpu_ms_per_record")
+    return "" if server is None else f" (+ PostgreSQL backends {server:.2f} ms/record)"
 
 
 def _line(what: str, figure: str, detail: str, target: str) -> str:

@@ -46,6 +46,7 @@ from coordination.models import (
     Source,
     SourceRecord,
 )
+from coordination.planner_stats import analyse_grown_tables
 
 COUNTING_STATUSES = ("completed", "planned")
 # IN-lists stay far below the bound-parameter limits of SQLite (32,766) and PostgreSQL (65,535).
@@ -150,6 +151,7 @@ def plan_rebuild(
     ids = sorted(set(company_ids))
     session.flush()
     connection = session.connection()
+    analyse_grown_tables(connection)  # the run's batches have grown the tables read here
     tolerance = dt.timedelta(days=tolerance_days)
     windows: dict[int, Window] = {}
     for start in range(0, len(ids), CHUNK):
@@ -241,6 +243,8 @@ def rebuild_approaches(
     (:func:`plan_rebuild`) for the companies that have one."""
     ids = sorted(set(company_ids))
     session.flush()  # the statements below bypass the session: it must not hold back changes
+    # A full sync's rebuild grows the approach tables from nothing, chunk by chunk.
+    analyse_grown_tables(session.connection())
     for start in range(0, len(ids), CHUNK):
         _rebuild_chunk(session, ids[start : start + CHUNK], tolerance_days, windows or {})
 

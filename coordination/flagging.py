@@ -10,7 +10,8 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Set
 
-from sqlalchemy import Text, bindparam, cast, insert, select, update
+from sqlalchemy import Boolean, Integer, Text, bindparam, cast, column, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from coordination.config import Rules
@@ -64,10 +65,28 @@ _SET_COORDINATED = (
     .values(coordinated=bindparam("b_coordinated"))
 )
 # The coordination report's approach facts (coordination.reports.facts) follow the approaches.
+_FACT = ReportApproachFact.__table__
 _SET_FACTS_COORDINATED = (
-    update(ReportApproachFact.__table__)
-    .where(ReportApproachFact.__table__.c.approach_id == bindparam("b_id"))
+    update(_FACT)
+    .where(_FACT.c.approach_id == bindparam("b_id"))
     .values(coordinated=bindparam("b_coordinated"))
+)
+# PostgreSQL: the same changes in one statement each, the pairs as two arrays (an executemany
+# runs one statement per approach: 0.4-0.5 s per 2,000 companies of a full sync).
+_CHANGES = (
+    func.unnest(bindparam("ids", type_=ARRAY(Integer)), bindparam("values", type_=ARRAY(Boolean)))
+    .table_valued(column("id", Integer), column("coordinated", Boolean))
+    .render_derived(name="change")
+)
+_SET_ALL_COORDINATED = (
+    update(_APPROACH)
+    .where(_APPROACH.c.id == _CHANGES.c.id)
+    .values(coordinated=_CHANGES.c.coordinated)
+)
+_SET_ALL_FACTS_COORDINATED = (
+    update(_FACT)
+    .where(_FACT.c.approach_id == _CHANGES.c.id)
+    .values(coordinated=_CHANGES.c.coordinated)
 )
 _INSERT_FLAGS = insert(_FLAG).returning(_FLAG.c.id, sort_by_parameter_order=True)
 _UPDATE_FLAG = (
@@ -171,11 +190,25 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         created.extend((company_id, episode) for episode in evaluation.changes.create)
         updated.extend(evaluation.changes.update)
     if changes:
-        connection.execute(_SET_COORDINATED, changes)
-        connection.execute(_SET_FACTS_COORDINATED, changes)
+        _set_coordinated(connection, changes)
         mark_facts_changed(connection)
     _apply_flags(connection, created, updated)
     return len(created)
+
+
+def _set_coordinated(connection, changes: list[dict]) -> None:
+    """Store the approaches' new ``coordinated`` (``b_id``, ``b_coordinated``), in the
+    approaches and in their report facts."""
+    if connection.dialect.name == "postgresql":
+        arrays = {
+            "ids": [change["b_id"] for change in changes],
+            "values": [change["b_coordinated"] for change in changes],
+        }
+        connection.execute(_SET_ALL_COORDINATED, arrays)
+        connection.execute(_SET_ALL_FACTS_COORDINATED, arrays)
+        return
+    connection.execute(_SET_COORDINATED, changes)
+    connection.execute(_SET_FACTS_COORDINATED, changes)
 
 
 @functools.lru_cache(maxsize=4096)

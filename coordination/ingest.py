@@ -34,6 +34,7 @@ from coordination.copy_rows import bulk_insert
 from coordination.db import among
 from coordination.identity.normalise import clean_p_number, valid_cvr
 from coordination.models import Need, QuarantinedRecord, SourceRecord, utcnow
+from coordination.planner_stats import analyse_grown_tables
 from coordination.redaction import (
     LABEL_WINDOW,
     cpr_candidates,
@@ -91,6 +92,7 @@ def store_batch(
     classifier: NeedClassifier,
 ) -> StoredBatch:
     counts = BatchCounts(fetched=batch.fetched or len(batch.records) + len(batch.rejected))
+    analyse_grown_tables(session.connection())  # a full sync grows the tables fast
     records, late_rejects = _checked(batch.records)
     rejected = list(batch.rejected) + late_rejects
     now = utcnow()
@@ -116,7 +118,11 @@ def store_batch(
     needs_for = {r["external_id"]: latest[r["external_id"]].needs for r in fresh + changed}
     ids_by_external = dict(zip([r["external_id"] for r in fresh], new_ids, strict=True))
     ids_by_external.update({r["external_id"]: r["id"] for r in changed})
-    _replace_needs(session, ids_by_external, needs_for, classifier, source_kind, source_name)
+    # New records have no needs stored yet: only the changed ones' needs are deleted first.
+    replaced = [r["id"] for r in changed]
+    _replace_needs(
+        session, ids_by_external, needs_for, replaced, classifier, source_kind, source_name
+    )
     _resolve_quarantine(session, source_id, [r["external_id"] for r in rows], now)
     counts.quarantined = _quarantine(session, source_id, rejected, now)
     counts.new = len(fresh)
@@ -446,10 +452,11 @@ def _touch(session: Session, ids: list[int], now: dt.datetime) -> None:
         )
 
 
-def _replace_needs(session, ids_by_external, needs_for, classifier, kind, name) -> None:
+def _replace_needs(session, ids_by_external, needs_for, replaced, classifier, kind, name) -> None:
+    """Store the needs of the records ``ids_by_external``, in place of the stored needs of those
+    of them ``replaced`` (ids)."""
     table = Need.__table__
-    ids = list(ids_by_external.values())
-    for chunk in _chunks(ids):
+    for chunk in _chunks(replaced):
         session.execute(delete(table).where(among(session, table.c.source_record_id, chunk)))
     rows = []
     classified = {}  # the same need recurs across a batch's records

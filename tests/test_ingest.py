@@ -232,3 +232,46 @@ def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engi
     with session_scope(engine) as session:
         again = store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
     assert (again.counts.new, again.counts.updated, again.counts.unchanged) == (0, 0, 7)
+
+
+def test_a_changed_record_gets_its_new_needs_in_place_of_the_old_ones(engine):
+    """A batch with a changed and a new record: the changed one's stored needs are replaced
+    (none left over, none twice), the new one gets its own, and a record the batch leaves
+    unchanged keeps its needs."""
+    from sqlmodel import Session, select
+
+    from connectors.base import Batch
+    from coordination.db import session_scope
+    from coordination.ingest import NeedClassifier, store_batch
+    from coordination.models import Need, Organisation, Source, SourceRecord
+
+    with session_scope(engine) as session:
+        organisation = Organisation(name="VEU Vest", name_key="veu vest", type="veu")
+        session.add(organisation)
+        session.flush()
+        source = Source(name="veu", kind="veu_api", organisation_id=organisation.id)
+        session.add(source)
+        session.flush()
+        source_id = source.id
+    kept = dataclasses.replace(FULL, source_id="K-1")
+    first = dataclasses.replace(FULL, source_id="C-1")
+    changed = dataclasses.replace(first, needs=(NeedRef("upskilling", "Svejsning"),))
+    fresh = dataclasses.replace(FULL, source_id="N-1", needs=(NeedRef("recruitment", "Kok"),))
+
+    def store(*records):
+        batch = Batch(records=list(records), rejected=[], state={})
+        with session_scope(engine) as session:
+            return store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
+
+    store(kept, first)
+    counts = store(kept, changed, fresh).counts
+    assert (counts.new, counts.updated, counts.unchanged) == (1, 1, 1)
+    with Session(engine) as session:
+        query = select(SourceRecord.external_id, Need.type, Need.label).join(
+            Need, Need.source_record_id == SourceRecord.id
+        )
+        needs = sorted(session.exec(query).all())
+    assert needs == sorted(
+        [("C-1", "upskilling", "Svejsning"), ("N-1", "recruitment", "Kok")]
+        + [("K-1", n.type, n.label) for n in FULL.needs]
+    )
