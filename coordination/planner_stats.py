@@ -21,6 +21,8 @@ to do there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Connection, text
 
 # The tables a sync writes and then reads by key in the same run.
@@ -83,10 +85,18 @@ def analyse_grown_tables(connection: Connection, tables=SYNC_TABLES) -> list[str
             _GROWN, {"tables": list(tables), "floor": GROWN_FLOOR, "growth": GROWTH}
         ).scalars()
     )
+    analyse_tables(connection, grown)
+    return grown
+
+
+def analyse_tables(connection: Connection, tables: Iterable[str]) -> None:
+    """Analyse ``tables`` in the connection's transaction (its own new rows count: PostgreSQL
+    samples them as live); for a statement that has just filled or replaced them."""
+    if connection.dialect.name != "postgresql":
+        return
     quote = connection.dialect.identifier_preparer.quote
-    for name in grown:
-        # names from the catalog and this module only; quoted all the same
+    for name in tables:
+        # names from the catalog and this package only; quoted all the same
         columns = ANALYSED_COLUMNS.get(name)
         listed = f" ({', '.join(quote(c) for c in columns)})" if columns else ""
         connection.execute(text(f"ANALYZE {quote(name)}{listed}"))
-    return grown

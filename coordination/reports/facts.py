@@ -69,7 +69,14 @@ from coordination.models import (
     SourceRecord,
     utcnow,
 )
+from coordination.planner_stats import analyse_tables
 
+# Replaced whole by the first build (and by a build of every company).
+_FACT_TABLES = (
+    ReportNeedFact.__table__.name,
+    ReportNeedMonth.__table__.name,
+    ReportApproachFact.__table__.name,
+)
 _CHUNK = 5_000  # company ids per statement: well below every driver's parameter limit
 _COLUMNS = (
     "approach_id",
@@ -188,6 +195,10 @@ def _rebuild_all(session: Session) -> None:
     session.execute(insert(ReportNeedMonth).from_select(list(sums.selected_columns.keys()), sums))
     session.execute(delete(ReportApproachFact))
     session.execute(_insert_approaches(live_approaches(), by_company=True))
+    # The tables were replaced whole: the refreshes and reports that follow must not be planned
+    # for their old size (an empty table's hash join scans all the facts per statement), and
+    # autovacuum's analysis comes a minute or more later.
+    analyse_tables(session.connection(), _FACT_TABLES)
     state = session.get(ReportFactState, 1)
     if state is None:
         session.add(ReportFactState(id=1, built_at=utcnow()))
