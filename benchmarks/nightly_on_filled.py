@@ -198,7 +198,7 @@ def prepare_step(url: str) -> dict[str, Any]:
     """The database as a nightly run finds it: migrated to the code's schema (a database filled
     before a newer migration gets it), report facts built, the API sources' cursors at
     yesterday; and its size."""
-    from sqlalchemy import func, select, text
+    from sqlalchemy import func, select
 
     from connectors.odata_crm import STATE_KEY as CRM_CURSOR
     from connectors.rest_json import STATE_KEY as VEU_CURSOR
@@ -220,9 +220,7 @@ def prepare_step(url: str) -> dict[str, Any]:
     started = time.perf_counter()
     with session_scope(engine) as session:
         if not facts_built(session):
-            refresh_report_facts(session)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("ANALYZE reportneedfact"))
+            refresh_report_facts(session)  # analyses the fact tables it builds
     out["facts_seconds"] = time.perf_counter() - started
     yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     cursors = {"vaeksthus": CRM_CURSOR, "veu": VEU_CURSOR}

@@ -173,6 +173,21 @@ def test_the_cpr_in_a_stored_payload_is_gone_from_its_json():
         assert "1234" not in text
 
 
+def _veu_source(engine) -> int:
+    """A stored VEU source (and its organisation) for store_batch; its id."""
+    from coordination.db import session_scope
+    from coordination.models import Organisation, Source
+
+    with session_scope(engine) as session:
+        organisation = Organisation(name="VEU Vest", name_key="veu vest", type="veu")
+        session.add(organisation)
+        session.flush()
+        source = Source(name="veu", kind="veu_api", organisation_id=organisation.id)
+        session.add(source)
+        session.flush()
+        return source.id
+
+
 def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engine):
     """The bulk writes (COPY on PostgreSQL, the driver's own statements on SQLite): each id
     belongs to its record, every column holds what the record said (text redacted), and a
@@ -182,17 +197,10 @@ def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engi
     from connectors.base import Batch
     from coordination.db import session_scope
     from coordination.ingest import NeedClassifier, store_batch
-    from coordination.models import Need, Organisation, Source, SourceRecord
+    from coordination.models import Need, SourceRecord
     from coordination.redaction import MARKER
 
-    with session_scope(engine) as session:
-        organisation = Organisation(name="VEU Vest", name_key="veu vest", type="veu")
-        session.add(organisation)
-        session.flush()
-        source = Source(name="veu", kind="veu_api", organisation_id=organisation.id)
-        session.add(source)
-        session.flush()
-        source_id = source.id
+    source_id = _veu_source(engine)
     records = [
         dataclasses.replace(
             FULL,
@@ -243,16 +251,9 @@ def test_a_changed_record_gets_its_new_needs_in_place_of_the_old_ones(engine):
     from connectors.base import Batch
     from coordination.db import session_scope
     from coordination.ingest import NeedClassifier, store_batch
-    from coordination.models import Need, Organisation, Source, SourceRecord
+    from coordination.models import Need, SourceRecord
 
-    with session_scope(engine) as session:
-        organisation = Organisation(name="VEU Vest", name_key="veu vest", type="veu")
-        session.add(organisation)
-        session.flush()
-        source = Source(name="veu", kind="veu_api", organisation_id=organisation.id)
-        session.add(source)
-        session.flush()
-        source_id = source.id
+    source_id = _veu_source(engine)
     kept = dataclasses.replace(FULL, source_id="K-1")
     first = dataclasses.replace(FULL, source_id="C-1")
     changed = dataclasses.replace(first, needs=(NeedRef("upskilling", "Svejsning"),))
