@@ -68,12 +68,32 @@ class StoredBatch:
     changed_record_ids: list[int]  # new or updated (including cancelled and deleted)
     previous_company_ids: set[int]  # companies the changed records were linked to before
     deleted_record_ids: set[int] = dataclasses.field(default_factory=set)
+    ids_by_external: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass
+class PreparedBatch:
+    """A batch between the two halves of storing it (:func:`prepare_batch`,
+    :func:`finish_batch`): the rows of its new and changed records, in the stored form (the
+    ``SourceRecord`` columns; ``id`` and ``company_id`` as stored for a changed one)."""
+
+    source_id: int
+    counts: BatchCounts
+    fresh: list[dict[str, Any]]
+    changed: list[dict[str, Any]]
+    needs_for: dict[str, tuple]  # external id -> the delivered needs, of fresh and changed
+    previous_company_ids: set[int]
 
     @property
-    def record_ids_to_link(self) -> list[int]:
-        """The changed records that name a company. A deletion carries no company data (often
-        only its id), so it keeps its earlier link rather than founding an unknown company."""
-        return [rid for rid in self.changed_record_ids if rid not in self.deleted_record_ids]
+    def rows_to_link(self) -> list[dict[str, Any]]:
+        """The rows the identity stage links, in the order of their ids (the changed ones
+        first, the new ones as they will be inserted). A deletion carries no company data
+        (often only its id), so it keeps its earlier link rather than founding an unknown
+        company."""
+        changed = sorted(
+            (row for row in self.changed if row["status"] != "deleted"), key=lambda r: r["id"]
+        )
+        return changed + self.fresh
 
 
 class NeedClassifier:
@@ -91,6 +111,21 @@ def store_batch(
     batch: Batch,
     classifier: NeedClassifier,
 ) -> StoredBatch:
+    """Store ``batch`` without linking its records (new ones have no company yet)."""
+    prepared = prepare_batch(session, source_id, batch)
+    return finish_batch(session, prepared, classifier, source_kind, source_name)
+
+
+def prepare_batch(session: Session, source_id: int, batch: Batch) -> PreparedBatch:
+    """The first half of storing a batch: sorts its records into new, changed and unchanged
+    by what is stored, and writes what the identity stage does not decide: the changed
+    records' new content (their ``company_id`` stays until their links are written), the
+    unchanged ones' sighting, and quarantine. New records wait for :func:`finish_batch`, so
+    that they are inserted once, with their companies.
+
+    On SQLite the quarantine statement is always run (when the batch holds a record): it
+    takes the database's write lock for the batch's transaction, which the identity stage's
+    company ids rely on (``linking._CompanyIds``)."""
     counts = BatchCounts(fetched=batch.fetched or len(batch.records) + len(batch.rejected))
     analyse_grown_tables(session.connection())  # a full sync grows the tables fast
     records, late_rejects = _checked(batch.records)
@@ -108,29 +143,55 @@ def store_batch(
         elif known[1] == row["content_hash"]:
             same.append(known[0])
         else:
-            row["id"] = known[0]
+            row["id"], row["company_id"] = known[0], known[2]
             changed.append(row)
-    previous = {existing[r["external_id"]][2] for r in changed} - {None}
-    new_ids = _insert_records(session, fresh)
+    previous = {r["company_id"] for r in changed} - {None}
     _update_records(session, changed)
     _touch(session, same, now)
-    changed_ids = new_ids + [r["id"] for r in changed]
-    needs_for = {r["external_id"]: latest[r["external_id"]].needs for r in fresh + changed}
-    ids_by_external = dict(zip([r["external_id"] for r in fresh], new_ids, strict=True))
-    ids_by_external.update({r["external_id"]: r["id"] for r in changed})
-    # New records have no needs stored yet: only the changed ones' needs are deleted first.
-    replaced = [r["id"] for r in changed]
-    _replace_needs(
-        session, ids_by_external, needs_for, replaced, classifier, source_kind, source_name
-    )
     _resolve_quarantine(session, source_id, [r["external_id"] for r in rows], now)
     counts.quarantined = _quarantine(session, source_id, rejected, now)
     counts.new = len(fresh)
     counts.updated = sum(1 for r in changed if r["status"] not in ("cancelled", "deleted"))
     counts.removed = len(changed) - counts.updated
     counts.unchanged = len(same)
+    needs_for = {r["external_id"]: latest[r["external_id"]].needs for r in fresh + changed}
+    return PreparedBatch(source_id, counts, fresh, changed, needs_for, previous)
+
+
+def finish_batch(
+    session: Session,
+    prepared: PreparedBatch,
+    classifier: NeedClassifier,
+    source_kind: str,
+    source_name: str,
+    company_of: dict[str, int] | None = None,
+) -> StoredBatch:
+    """The second half: inserts the new records, each with its company from ``company_of``
+    (external id -> company id, the identity stage's answer; none when left out), and the
+    needs of the new and changed records."""
+    fresh, changed = prepared.fresh, prepared.changed
+    if company_of:
+        for row in fresh:
+            row["company_id"] = company_of.get(row["external_id"])
+    new_ids = _insert_records(session, fresh)
+    ids_by_external = dict(zip([r["external_id"] for r in fresh], new_ids, strict=True))
+    ids_by_external.update({r["external_id"]: r["id"] for r in changed})
+    # New records have no needs stored yet: only the changed ones' needs are deleted first.
+    replaced = [r["id"] for r in changed]
+    _replace_needs(
+        session,
+        ids_by_external,
+        prepared.needs_for,
+        replaced,
+        classifier,
+        source_kind,
+        source_name,
+    )
+    changed_ids = new_ids + replaced
     deleted = {r["id"] for r in changed if r["status"] == "deleted"}
-    return StoredBatch(counts, changed_ids, previous, deleted)
+    return StoredBatch(
+        prepared.counts, changed_ids, prepared.previous_company_ids, deleted, ids_by_external
+    )
 
 
 def _checked(records: Sequence[SourceRecordData]) -> tuple[list[SourceRecordData], list[Rejected]]:
@@ -281,6 +342,7 @@ def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any
         "modified_at": r.modified_at,
         "first_seen_at": now,
         "last_seen_at": now,
+        "company_id": None,  # a new record's is set by linking (``finish_batch``)
     }
 
 
@@ -403,6 +465,7 @@ _RECORD_COLUMNS = (
     "modified_at",
     "first_seen_at",
     "last_seen_at",
+    "company_id",
 )
 
 
@@ -426,8 +489,11 @@ def _insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
 
 
 # What a new delivery of a known record may change: all but its identity and first sighting.
+# Its company follows its link (written by the identity stage).
 _UPDATABLE = [
-    name for name in _RECORD_COLUMNS if name not in ("source_id", "external_id", "first_seen_at")
+    name
+    for name in _RECORD_COLUMNS
+    if name not in ("source_id", "external_id", "first_seen_at", "company_id")
 ]
 
 

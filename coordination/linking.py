@@ -26,9 +26,11 @@ import collections
 import dataclasses
 import datetime as dt
 import functools
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlmodel import Session
@@ -99,26 +101,48 @@ _IDS = int_list()
 _MANUAL_LINKS_OF = select(_LINK.c.source_record_id, _LINK.c.company_id).where(
     _LINK.c.source_record_id.in_(_IDS), _LINK.c.decided_by.is_not(None)
 )
-_RECORDS_TO_LINK = select(
-    *(
-        _RECORD.c[name]
-        for name in (
-            "id",
-            "cvr",
-            "cvr_raw",
-            "p_number",
-            "company_name",
-            "address",
-            "postcode",
-            "city",
-            "company_id",
-        )
-    )
-).where(_RECORD.c.id.in_(_IDS))
+
+
+class RecordToLink(NamedTuple):
+    """What linking reads of a record: its stored company fields (the ``SourceRecord``
+    columns), its id (None for a record not inserted yet: ``key`` names it) and the company it
+    is linked to now."""
+
+    key: str
+    id: int | None
+    cvr: str | None
+    cvr_raw: str | None
+    p_number: str | None
+    company_name: str | None
+    address: str | None
+    postcode: str | None
+    city: str | None
+    company_id: int | None
+
+
+_LINKED_FIELDS = operator.itemgetter(*RecordToLink._fields[2:])
+
+
+def record_to_link(row: Mapping) -> RecordToLink:
+    """A record in the stored form (``ingest``'s rows: the columns by name, an ``id`` only
+    when it is stored)."""
+    return RecordToLink(row["external_id"], row.get("id"), *_LINKED_FIELDS(row))
+
+
+@dataclasses.dataclass
+class BatchLinks:
+    """A batch's records resolved to companies (:meth:`IdentityStage.resolve`), until their
+    links are written (:meth:`IdentityStage.write_links`)."""
+
+    company_of: dict[str, int]  # record key -> company id (manual links included)
+    links: list[dict]  # the link rows; ``source_record_id`` holds the record key until written
+    affected: set[int]  # the companies whose records changed
+    relinked_ids: list[int]  # the stored records among the links (their old links go)
 
 
 class IdentityStage:
-    """Holds the in-memory company index for one sync run; each batch calls :meth:`link`.
+    """Holds the in-memory company index for one sync run; each batch calls :meth:`resolve`
+    before its new records are inserted and :meth:`write_links` after.
 
     The index, the merged companies and the rejected pairs are read once, when the stage is
     made: decisions taken while a run is going apply from the next run.
@@ -169,59 +193,75 @@ class IdentityStage:
         if company_id in self.index:
             self.index.remove(company_id)
 
-    def link(
-        self, session: Session, record_ids: list[int], stale: AbstractSet[int] | None = None
-    ) -> set[int]:
-        """Link ``record_ids`` to companies; return every company whose records changed.
+    def resolve(
+        self, session: Session, rows: Iterable[Mapping], stale: AbstractSet[int]
+    ) -> BatchLinks:
+        """Resolve the records ``rows`` (``ingest``'s stored form, in the order of their ids)
+        to companies before the new ones among them are inserted: the companies they found,
+        their proposals and production units are written here; their links, once the records
+        are stored, by :meth:`write_links`.
 
-        With ``stale`` (the companies whose display fields wait for a later
-        :func:`refresh_companies`), the caller refreshes the returned companies itself, later;
-        without it they are refreshed here."""
-        if not record_ids:
-            return set()
-        self._stale = stale if stale is not None else frozenset()
+        ``stale``: the companies whose display fields wait for a later
+        :func:`refresh_companies` (the caller refreshes the affected companies, later)."""
+        records = [record_to_link(row) for row in rows]
+        self._stale = stale
         self._ids.start_batch()
-        manual = self._manual_links(session, record_ids)
-        rows = self._records(session, record_ids)
+        stored_ids = [r.id for r in records if r.id is not None]
+        manual = self._manual_links(session, stored_ids) if stored_ids else {}
         links, proposals, affected = [], [], set(manual.values())
-        company_of = dict(manual)
+        company_of = {r.key: manual[r.id] for r in records if r.id in manual}
         self._absorbed = {}
-        for row in rows:
-            if row.id in manual:
+        linked_at = dt.datetime.now(dt.UTC)
+        for record in records:
+            if record.id in manual:
                 continue
-            company_id, resolution = self._resolve(session, row)
+            company_id, resolution = self._resolve(session, record)
             links.append(
                 {
-                    "source_record_id": row.id,
+                    "source_record_id": record.key,
                     "company_id": company_id,
                     "rule": resolution.rule,
                     "score": resolution.score,
                     "reason": resolution.reason or None,
                     "decided_by": None,
-                    "linked_at": dt.datetime.now(dt.UTC),
+                    "linked_at": linked_at,
                 }
             )
-            company_of[row.id] = company_id
+            company_of[record.key] = company_id
             if resolution.proposal_company_id:
                 proposals.append((company_id, resolution))
             affected.add(company_id)
-            if row.company_id is not None:
-                affected.add(row.company_id)
+            if record.company_id is not None:
+                affected.add(record.company_id)
         self._insert_new_companies(session)
         if self._absorbed:  # links of this batch still name the companies absorbed in it
             links, proposals, company_of = self._redirect_pending(links, proposals, company_of)
             affected |= set(self._absorbed) | {v["company_id"] for v in self._absorbed.values()}
-        self._write_links(session, links)
         self._write_proposals(session, proposals)
-        self._production_units(session, rows, company_of)
-        if stale is None:
-            refresh_companies(session, affected)
-        return affected
+        self._production_units(session, records, company_of)
+        relinked = [r.id for r in records if r.id is not None and r.id not in manual]
+        return BatchLinks(company_of, links, affected, relinked)
+
+    def write_links(self, session: Session, linked: BatchLinks, ids: Mapping[str, int]) -> None:
+        """Write the links of :meth:`resolve` for the records now stored, ``ids`` (record key
+        -> id): a stored record's link replaces its old one, and the record follows it when
+        its company changed (a new record was inserted with its company)."""
+        if not linked.links:
+            return
+        for link in linked.links:
+            link["source_record_id"] = ids[link["source_record_id"]]
+        connection = session.connection()
+        if linked.relinked_ids:
+            connection.execute(_DELETE_LINKS_OF_RECORDS, {"ids": linked.relinked_ids})
+        insert_rows(connection, _LINK, linked.links)
+        if linked.relinked_ids:
+            # The records follow their new links in one statement, not one per record.
+            connection.execute(_RECORDS_FOLLOW_LINKS, {"ids": linked.relinked_ids})
 
     def _redirect_pending(self, links, proposals, company_of):
         for link in links:
             link.update(self._absorbed.get(link["company_id"], {}))
-        company_of = {rid: self.survivor.get(cid, cid) for rid, cid in company_of.items()}
+        company_of = {key: self.survivor.get(cid, cid) for key, cid in company_of.items()}
         proposals = [
             (company_id, resolution)
             for company_id, resolution in proposals
@@ -234,9 +274,6 @@ class IdentityStage:
 
     def _manual_links(self, session: Session, ids: list[int]) -> dict[int, int]:
         return dict(session.connection().execute(_MANUAL_LINKS_OF, {"ids": ids}).all())
-
-    def _records(self, session: Session, ids: list[int]):
-        return session.connection().execute(_RECORDS_TO_LINK, {"ids": ids}).all()
 
     def _resolve(self, session: Session, row):
         ref = company_ref_of(row)
@@ -396,16 +433,6 @@ class IdentityStage:
             session.connection().execute(_LEARN_CVR, rows)
             self._learned = {}
 
-    def _write_links(self, session: Session, links: list[dict]) -> None:
-        if not links:
-            return
-        ids = [lk["source_record_id"] for lk in links]
-        connection = session.connection()
-        connection.execute(_DELETE_LINKS_OF_RECORDS, {"ids": ids})
-        insert_rows(connection, _LINK, links)
-        # The records follow their new links in one statement, not one per record.
-        connection.execute(_RECORDS_FOLLOW_LINKS, {"ids": ids})
-
     def _write_proposals(self, session: Session, proposals) -> None:
         """One proposal per pair of companies, whatever its status: the first one stays."""
         if not proposals:
@@ -434,12 +461,12 @@ class IdentityStage:
         if fresh:
             session.execute(insert(table), fresh)
 
-    def _production_units(self, session: Session, rows, company_of: dict[int, int]) -> None:
+    def _production_units(self, session: Session, rows, company_of: dict[str, int]) -> None:
         table = ProductionUnit.__table__
         wanted = {
-            row.p_number: (company_of[row.id], row)
+            row.p_number: (company_of[row.key], row)
             for row in rows
-            if row.p_number and row.id in company_of
+            if row.p_number and row.key in company_of
         }
         if not wanted:
             return
@@ -463,14 +490,13 @@ _LEARN_CVR = (
     update(_COMPANY).where(_COMPANY.c.id == bindparam("b_id")).values(cvr=bindparam("b_cvr"))
 )
 _DELETE_LINKS_OF_RECORDS = delete(_LINK).where(_LINK.c.source_record_id.in_(_IDS))
+_LINKED_COMPANY = (
+    select(_LINK.c.company_id).where(_LINK.c.source_record_id == _RECORD.c.id).scalar_subquery()
+)
 _RECORDS_FOLLOW_LINKS = (
     update(_RECORD)
-    .where(_RECORD.c.id.in_(_IDS))
-    .values(
-        company_id=select(_LINK.c.company_id)
-        .where(_LINK.c.source_record_id == _RECORD.c.id)
-        .scalar_subquery()
-    )
+    .where(_RECORD.c.id.in_(_IDS), _RECORD.c.company_id.is_distinct_from(_LINKED_COMPANY))
+    .values(company_id=_LINKED_COMPANY)
 )
 
 
@@ -480,8 +506,8 @@ class _CompanyIds:
 
     PostgreSQL: values of the table's sequence, taken in growing blocks (unused ones are gaps,
     as after any rollback). SQLite: the next ids after the largest one, counted afresh in every
-    batch: the batch's transaction has already written its records, so it holds the database's
-    only write lock and no other connection can add a company meanwhile."""
+    batch: the batch's transaction has already written (``ingest.prepare_batch``), so it holds
+    the database's only write lock and no other connection can add a company meanwhile."""
 
     def __init__(self) -> None:
         self._free: collections.deque[int] = collections.deque()

@@ -36,7 +36,7 @@ from coordination.db import int_list, session_scope
 from coordination.flagging import evaluate_companies
 from coordination.gc_relaxed import relaxed_gc
 from coordination.identity.normalise import normalise_organisation_name
-from coordination.ingest import BatchCounts, NeedClassifier, store_batch
+from coordination.ingest import BatchCounts, NeedClassifier, finish_batch, prepare_batch
 from coordination.linking import IdentityStage, refresh_companies
 from coordination.models import (
     Company,
@@ -270,9 +270,14 @@ class SyncEngine:
         # The index mirrors committed companies only; rebuild it if this transaction fails.
         try:
             with session_scope(self.engine) as session:
-                stored = store_batch(session, source_id, sc.kind, sc.name, batch, self.classifier)
-                affected = stage.link(session, stored.record_ids_to_link, stale=pending)
-                affected |= stored.previous_company_ids
+                # Linked before the new records are inserted: they go in with their companies.
+                prepared = prepare_batch(session, source_id, batch)
+                linked = stage.resolve(session, prepared.rows_to_link, stale=pending)
+                stored = finish_batch(
+                    session, prepared, self.classifier, sc.kind, sc.name, linked.company_of
+                )
+                stage.write_links(session, linked, stored.ids_by_external)
+                affected = linked.affected | stored.previous_company_ids
                 _mark_dirty(session, affected - pending)
                 session.get(Source, source_id).state = batch.state
         except BaseException:
