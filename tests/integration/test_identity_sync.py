@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session
 
 from connectors.base import load_registry
@@ -27,7 +27,13 @@ from coordination.identity_review import (
     split_record,
     undo_decision,
 )
-from coordination.models import Company, IdentityDecision, MatchProposal, SourceRecord
+from coordination.models import (
+    Company,
+    CompanyLink,
+    IdentityDecision,
+    MatchProposal,
+    SourceRecord,
+)
 from coordination.sync import SyncEngine
 from tests.helpers import csv_config, csv_row, write_csv
 
@@ -81,6 +87,20 @@ def company_of(engine: Engine, external_id: str) -> int:
         return session.execute(
             select(SourceRecord.company_id).where(SourceRecord.external_id == external_id)
         ).scalar_one()
+
+
+def records_follow_links(engine: Engine) -> dict[str, int]:
+    """Every record's company (by external id), after checking that each record is linked and
+    names the company of its link."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(SourceRecord.external_id, SourceRecord.company_id, CompanyLink.company_id)
+            .outerjoin(CompanyLink, CompanyLink.source_record_id == SourceRecord.id)
+            .order_by(SourceRecord.external_id)
+        ).all()
+    assert [(key, company) for key, company, _ in rows] == [(key, link) for key, _, link in rows]
+    assert all(company is not None for _, company, _ in rows)
+    return {key: company for key, company, _ in rows}
 
 
 def open_proposals(engine: Engine) -> list[tuple[int, int]]:
@@ -171,6 +191,7 @@ def test_a_split_record_stays_split_and_its_spelling_follows_it(engine, setup, f
     assert company_of(engine, "A-2") == split.company_id != old
     assert company_of(engine, "A-3") == split.company_id
     assert company_of(engine, "A-1") == old
+    records_follow_links(engine)
 
 
 def test_records_spelled_like_a_merged_company_are_linked_to_the_company_it_joined(
@@ -223,6 +244,64 @@ def test_records_that_came_before_their_cvr_join_the_company_when_the_cvr_arrive
     with Session(engine) as session:
         assert session.get(Company, unresolved).merged_into_id == company_of(engine, "A-1")
     assert open_proposals(engine) == []
+    records_follow_links(engine)
+
+
+def test_new_records_go_in_with_their_companies_without_a_second_write(engine, setup, folders):
+    """A batch's records are linked before the new ones are inserted: a record that joins a
+    company founded earlier in the same batch goes in with it, and no record is updated to
+    follow its link."""
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "1",
+        bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR),
+        bakery("A-2", "Bageri Hansen A/S", "08-03-2026"),
+        bakery("A-3", "Smedie Jensen", "09-03-2026"),
+    )
+    statements = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        sync(engine, setup)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    companies = records_follow_links(engine)
+    assert companies["A-1"] == companies["A-2"] != companies["A-3"]
+    assert not [s for s in statements if s.startswith("update sourcerecord set company_id")]
+
+
+def test_a_record_moving_company_follows_its_new_link_beside_new_records(engine, setup, folders):
+    """A record delivered again under another company moves there (its link and its
+    ``company_id``), in a batch that also brings new records; a record that stays is kept."""
+    other_cvr = "66978001"
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "1",
+        bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR),
+        bakery("A-2", "Smedie Jensen ApS", "02-03-2026", CVR=other_cvr),
+        bakery("A-3", "Bageri Hansen A/S", "03-03-2026", CVR=CVR),
+    )
+    sync(engine, setup)
+    before = records_follow_links(engine)
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "2",
+        bakery("A-1", "Smedie Jensen ApS", "01-03-2026", CVR=other_cvr),
+        bakery("A-3", "Bageri Hansen A/S", "03-03-2026", CVR=CVR, Note="opdateret"),
+        bakery("A-4", "Smedie Jensen ApS", "04-03-2026", CVR=other_cvr),
+    )
+    sync(engine, setup)
+
+    after = records_follow_links(engine)
+    assert after["A-1"] == after["A-2"] == after["A-4"] == before["A-2"] != before["A-1"]
+    assert after["A-3"] == before["A-3"] == before["A-1"]
 
 
 def test_the_command_line_merges_and_undoes_with_who_and_why(engine, setup, folders, command_line):
