@@ -36,7 +36,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
-from coordination.copy_rows import insert_rows
+from coordination.copy_rows import bulk_insert, insert_rows
 from coordination.db import among, int_list
 from coordination.identity.contacts import contact_key
 from coordination.identity.normalise import (
@@ -248,12 +248,11 @@ class IdentityStage:
         its company changed (a new record was inserted with its company)."""
         if not linked.links:
             return
-        for link in linked.links:
-            link["source_record_id"] = ids[link["source_record_id"]]
+        rows = [(ids[link["source_record_id"]], *_LINK_VALUES(link)) for link in linked.links]
         connection = session.connection()
         if linked.relinked_ids:
             connection.execute(_DELETE_LINKS_OF_RECORDS, {"ids": linked.relinked_ids})
-        insert_rows(connection, _LINK, linked.links)
+        bulk_insert(connection, _LINK, _LINK_COLUMNS, rows)
         if linked.relinked_ids:
             # The records follow their new links in one statement, not one per record.
             connection.execute(_RECORDS_FOLLOW_LINKS, {"ids": linked.relinked_ids})
@@ -489,6 +488,16 @@ class IdentityStage:
 _LEARN_CVR = (
     update(_COMPANY).where(_COMPANY.c.id == bindparam("b_id")).values(cvr=bindparam("b_cvr"))
 )
+_LINK_COLUMNS = (
+    "source_record_id",
+    "company_id",
+    "rule",
+    "score",
+    "reason",
+    "decided_by",
+    "linked_at",
+)
+_LINK_VALUES = operator.itemgetter(*_LINK_COLUMNS[1:])
 _DELETE_LINKS_OF_RECORDS = delete(_LINK).where(_LINK.c.source_record_id.in_(_IDS))
 _LINKED_COMPANY = (
     select(_LINK.c.company_id).where(_LINK.c.source_record_id == _RECORD.c.id).scalar_subquery()
@@ -653,23 +662,34 @@ class _Union(AbstractSet):
 # What :func:`refresh_companies` reads of each record: the survivorship facts, labelled as
 # ``CompanyFacts`` names them, and the contact person's fields as text. The database extracts
 # those from the payload, so the raw item (most of the payload) is neither sent nor decoded.
-_REFRESH_COLUMNS = (
-    _RECORD.c.id.label("record_id"),
-    _RECORD.c.company_id,
-    _RECORD.c.cvr,
-    _RECORD.c.company_name.label("name"),
-    _RECORD.c.p_number,
-    _RECORD.c.address,
-    _RECORD.c.postcode,
-    _RECORD.c.city,
-    _RECORD.c.approach_date,
-    _RECORD.c.modified_at,
+# The contact person is taken out of the payload once, in a subquery that OFFSET 0 keeps the
+# planner from merging into the outer one (merged, each of the three fields parsed the whole
+# payload again: on PostgreSQL 15 µs of a record's refresh, 5 without).
+_FACTS_AND_PERSON = (
+    select(
+        _RECORD.c.id.label("record_id"),
+        _RECORD.c.company_id,
+        _RECORD.c.cvr,
+        _RECORD.c.company_name.label("name"),
+        _RECORD.c.p_number,
+        _RECORD.c.address,
+        _RECORD.c.postcode,
+        _RECORD.c.city,
+        _RECORD.c.approach_date,
+        _RECORD.c.modified_at,
+        _RECORD.c.payload["contact_person"].label("person"),
+    )
+    .where(_RECORD.c.company_id.in_(_IDS))
+    .offset(0)
+    .subquery()
+)
+_RECORDS_OF_COMPANIES = select(
+    *(column for column in _FACTS_AND_PERSON.c if column.name != "person"),
     *(
-        _RECORD.c.payload[("contact_person", field)].as_string().label(f"person_{field}")
+        _FACTS_AND_PERSON.c.person[field].as_string().label(f"person_{field}")
         for field in ("name", "email", "phone")
     ),
 )
-_RECORDS_OF_COMPANIES = select(*_REFRESH_COLUMNS).where(_RECORD.c.company_id.in_(_IDS))
 _DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
 _DISPLAY_OF_COMPANIES = select(_COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED)).where(
     _COMPANY.c.id.in_(_IDS)
