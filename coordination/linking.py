@@ -135,6 +135,9 @@ class IdentityStage:
         # the CVR numbers known companies learned, until they are written in one statement.
         self._new: dict[int, dict] = {}
         self._learned: dict[int, str] = {}
+        # Records of the last batch moved to another company without being relinked
+        # themselves (an absorbed company's): a rebuild plan must know them as changed.
+        self.moved: set[int] = set()
         self._ids = _CompanyIds()
         self._load(session)
 
@@ -177,6 +180,7 @@ class IdentityStage:
         With ``stale`` (the companies whose display fields wait for a later
         :func:`refresh_companies`), the caller refreshes the returned companies itself, later;
         without it they are refreshed here."""
+        self.moved = set()
         if not record_ids:
             return set()
         self._stale = stale if stale is not None else frozenset()
@@ -312,8 +316,10 @@ class IdentityStage:
         again = self.index.resolve(ref, rejected_pairs=_Union(self.rejected, itself))
         if again.company_id != company_id or again.rule not in ("fuzzy", "name_postcode"):
             return False
-        if self._manual_links(session, _record_ids_of(session, candidate_id)):
+        moved = _record_ids_of(session, candidate_id)
+        if self._manual_links(session, moved):
             return False
+        self.moved.update(moved)
         values = {
             "company_id": company_id,
             "rule": again.rule,
