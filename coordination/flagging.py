@@ -160,7 +160,8 @@ def unchanged_since(
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
     approaches = defaultdict(list)
-    for row in connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}):
+    # .all(): the driver makes the rows in one call, not one call per row
+    for row in connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}).all():
         approaches[row.company_id].append(row)
     checks = defaultdict(list)
     for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):

@@ -680,7 +680,8 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     session.flush()  # the statements below bypass the session: it must not hold back changes
     connection = session.connection()
     by_company: dict[int, list] = defaultdict(list)
-    for row in connection.execute(_RECORDS_OF_COMPANIES, {"ids": ids}):
+    # .all(): the driver makes the rows in one call, not one call per row
+    for row in connection.execute(_RECORDS_OF_COMPANIES, {"ids": ids}).all():
         by_company[row.company_id].append(row)
     stored = {
         row.id: tuple(row)[1:]
@@ -726,10 +727,16 @@ def _refresh_contacts(connection, ids: list[int], by_company: dict[int, list]) -
     }
     merged: dict[tuple[int, str], dict] = {}
     for company_id, rows in by_company.items():
-        for row in sorted(rows, key=lambda r: (r.approach_date, r.record_id)):
+        # only the records that name someone are put in order (many name nobody)
+        named = [
+            row
+            for row in rows
+            if row.person_name is not None
+            or row.person_email is not None
+            or row.person_phone is not None
+        ]
+        for row in sorted(named, key=lambda r: (r.approach_date, r.record_id)):
             spelled = (row.person_name, row.person_email, row.person_phone)
-            if spelled == (None, None, None):
-                continue
             key, email, phone = _person_keys(*spelled)
             if (
                 key is None
