@@ -40,6 +40,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from coordination.config import Rules
 
@@ -255,8 +256,8 @@ def transition(status: str, action: str) -> str:
         raise FlagTransitionError(status, action) from None
 
 
-def _date_order(approach: ApproachFacts) -> tuple[dt.date, int]:
-    return approach.date, approach.id
+# An approach's (date, id): the order of the rules (a key made in C, not a call per approach).
+_date_order = attrgetter("date", "id")
 
 
 def _organisations_looked_back(
