@@ -10,17 +10,21 @@ Grouping never joins records further apart than ``tolerance_days`` (a group span
 so a company's records fall apart into stretches separated by gaps longer than the tolerance,
 grouped independently of each other. :func:`plan_rebuild` uses that to re-derive only what a
 sync's changes can affect: for each company with stored approaches, the dates of its changed
-records (``changed_records``, and records linked to no approach of the company: new, moved in,
-counting again) and the span ``[date, date + tolerance]`` of every stored approach that held a
-changed record or lost one (moved out, cancelled, deleted) since that approach covers the
-records' earlier dates; that window is widened until the company's records on either side are
-more than the tolerance away, so it holds whole stretches. :func:`rebuild_approaches` with those
-windows regroups the records dated in them and replaces the stored approaches dated in them;
-the approaches outside were derived from unchanged stretches and stay as they are, so the result
+records that count (``changed_records``: stored new or changed, or moved to another company)
+and the span ``[date, date + tolerance]`` of every stored approach linked to a changed record
+(it covers the record's earlier date, wherever the record is now); that window is widened
+until the company's records on either side are more than the tolerance away, so it holds
+whole stretches. Only the changed records and each company's history around them are read
+(a month or more either side, more where a stretch reaches past that): the companies a
+nightly sync touches have years of history. :func:`rebuild_approaches` with those windows
+regroups the records dated in them and replaces the stored approaches dated in them; the
+approaches outside were derived from unchanged stretches and stay as they are, so the result
 equals a full rebuild (``tests/integration/test_incremental_rebuild.py`` compares the two over
 random histories). It relies on the stored approaches being the rebuild of the records as they
-were, which holds for every writer of records and approaches except retention's anonymising of
-records past the retention period (it changes consultant e-mails without rebuilding).
+were, and on every record that moved since being among the changed ones, which holds for every
+writer of records and approaches (a coordinator's identity decisions rebuild their companies
+whole) except retention's anonymising of records past the retention period (it changes
+consultant e-mails without rebuilding).
 """
 
 from __future__ import annotations
