@@ -10,17 +10,21 @@ Grouping never joins records further apart than ``tolerance_days`` (a group span
 so a company's records fall apart into stretches separated by gaps longer than the tolerance,
 grouped independently of each other. :func:`plan_rebuild` uses that to re-derive only what a
 sync's changes can affect: for each company with stored approaches, the dates of its changed
-records (``changed_records``, and records linked to no approach of the company: new, moved in,
-counting again) and the span ``[date, date + tolerance]`` of every stored approach that held a
-changed record or lost one (moved out, cancelled, deleted) since that approach covers the
-records' earlier dates; that window is widened until the company's records on either side are
-more than the tolerance away, so it holds whole stretches. :func:`rebuild_approaches` with those
-windows regroups the records dated in them and replaces the stored approaches dated in them;
-the approaches outside were derived from unchanged stretches and stay as they are, so the result
+records that count (``changed_records``: stored new or changed, or moved to another company)
+and the span ``[date, date + tolerance]`` of every stored approach linked to a changed record
+(it covers the record's earlier date, wherever the record is now); that window is widened
+until the company's records on either side are more than the tolerance away, so it holds
+whole stretches. Only the changed records and each company's history around them are read
+(a month or more either side, more where a stretch reaches past that): the companies a
+nightly sync touches have years of history. :func:`rebuild_approaches` with those windows
+regroups the records dated in them and replaces the stored approaches dated in them; the
+approaches outside were derived from unchanged stretches and stay as they are, so the result
 equals a full rebuild (``tests/integration/test_incremental_rebuild.py`` compares the two over
 random histories). It relies on the stored approaches being the rebuild of the records as they
-were, which holds for every writer of records and approaches except retention's anonymising of
-records past the retention period (it changes consultant e-mails without rebuilding).
+were, and on every record that moved since being among the changed ones, which holds for every
+writer of records and approaches (a coordinator's identity decisions rebuild their companies
+whole) except retention's anonymising of records past the retention period (it changes
+consultant e-mails without rebuilding).
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import dataclasses
 import datetime as dt
 import json
 from bisect import bisect_left, bisect_right
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Set
 
-from sqlalchemy import Text, bindparam, cast, delete, func, select, update
+from sqlalchemy import Date, Integer, Text, bindparam, cast, column, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from coordination.approaches.grouping import GroupableRecord, group_records, is_joint
@@ -113,23 +118,69 @@ _UPDATE_APPROACH = (
 )
 
 
-# for the plan: light rows only (no JSON, no strings); each approach with its number of records
-_APPROACH_DATES = (
+# for the plan: light rows only (no JSON, no strings). Each changed record with the approach
+# it is linked to (if any) and that approach's company and date.
+_CHANGED = (
     select(
-        _APPROACH.c.id,
-        _APPROACH.c.company_id,
-        _APPROACH.c.date,
-        func.count(_LINKS.c.source_record_id),
+        _RECORD.c.company_id,
+        _RECORD.c.approach_date,
+        _RECORD.c.status,
+        _APPROACH.c.company_id.label("approach_company_id"),
+        _APPROACH.c.date.label("approach_date_stored"),
     )
-    .select_from(_APPROACH.outerjoin(_LINKS, _LINKS.c.approach_id == _APPROACH.c.id))
-    .where(_APPROACH.c.company_id.in_(int_list()))
-    .group_by(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date)
+    .select_from(
+        _RECORD.outerjoin(_LINKS, _LINKS.c.source_record_id == _RECORD.c.id).outerjoin(
+            _APPROACH, _APPROACH.c.id == _LINKS.c.approach_id
+        )
+    )
+    .where(_RECORD.c.id.in_(int_list()))
 )
-_RECORD_DATES = (
-    select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date, _LINKS.c.approach_id)
-    .select_from(_RECORD.outerjoin(_LINKS, _LINKS.c.source_record_id == _RECORD.c.id))
-    .where(_RECORD.c.company_id.in_(int_list()), _RECORD.c.status.in_(COUNTING_STATUSES))
+_WITH_APPROACHES = (
+    select(_APPROACH.c.company_id).where(_APPROACH.c.company_id.in_(int_list())).distinct()
 )
+# A company's counting records and its approaches dated in a range (SQLite: one company a
+# statement; PostgreSQL: every company's range in one statement, below).
+_RECORDS_IN_RANGE = select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date).where(
+    _RECORD.c.company_id == bindparam("company_id"),
+    _RECORD.c.approach_date.between(bindparam("low"), bindparam("high")),
+    _RECORD.c.status.in_(COUNTING_STATUSES),
+)
+_APPROACHES_IN_RANGE = select(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date).where(
+    _APPROACH.c.company_id == bindparam("company_id"),
+    _APPROACH.c.date.between(bindparam("low"), bindparam("high")),
+)
+_RANGES = (
+    func.unnest(
+        bindparam("company_ids", type_=ARRAY(Integer)),
+        bindparam("lows", type_=ARRAY(Date)),
+        bindparam("highs", type_=ARRAY(Date)),
+    )
+    .table_valued(column("company_id", Integer), column("low", Date), column("high", Date))
+    .render_derived(name="range")
+)
+_RECORDS_IN_RANGES = (
+    select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date)
+    .select_from(_RANGES)
+    .join(
+        _RECORD,
+        (_RECORD.c.company_id == _RANGES.c.company_id)
+        & _RECORD.c.approach_date.between(_RANGES.c.low, _RANGES.c.high),
+    )
+    .where(_RECORD.c.status.in_(COUNTING_STATUSES))
+)
+_APPROACHES_IN_RANGES = (
+    select(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date)
+    .select_from(_RANGES)
+    .join(
+        _APPROACH,
+        (_APPROACH.c.company_id == _RANGES.c.company_id)
+        & _APPROACH.c.date.between(_RANGES.c.low, _RANGES.c.high),
+    )
+)
+# How far around its changes a company's history is read first, in tolerances (and at least
+# a month); a window that reaches the edge of what was read is planned again from more.
+_MARGINS = (8, 64)
+_MIN_MARGIN = dt.timedelta(days=31)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,54 +196,108 @@ def plan_rebuild(
     session: Session, company_ids: Iterable[int], changed_records: Set[int], tolerance_days: int
 ) -> dict[int, Window]:
     """The window to re-derive of each of ``company_ids`` that has stored approaches (see the
-    module's docstring), given every record changed since the companies' last rebuild
-    (``changed_records``; more is harmless). Companies left out are rebuilt whole. Plan all the
-    companies a sync rebuilds before rebuilding any: a rebuild relinks records that moved."""
+    module's docstring), given every record changed or moved to another company since the
+    companies' last rebuild (``changed_records``; more is harmless). Companies left out are
+    rebuilt whole. Plan all the companies a sync rebuilds before rebuilding any: a rebuild
+    relinks records that moved.
+
+    Only the changed records and the companies' history around them are read: the stored
+    approaches are the rebuild of the records as they were, so a record that is neither
+    changed nor moved is where its approach says it is."""
     ids = sorted(set(company_ids))
     session.flush()
     connection = session.connection()
     analyse_grown_tables(connection)  # the run's batches have grown the tables read here
     tolerance = dt.timedelta(days=tolerance_days)
+    wanted = set(ids)
+    seeds: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
+    changed = sorted(changed_records)
+    for start in range(0, len(changed), CHUNK):
+        rows = connection.execute(_CHANGED, {"ids": changed[start : start + CHUNK]})
+        for company_id, date, status, approach_company_id, first in rows:
+            if company_id in wanted and status in COUNTING_STATUSES:  # new, moved in, changed
+                seeds[company_id].append((date, date))
+            if approach_company_id in wanted:  # its approach's span covers its earlier date
+                seeds[approach_company_id].append((first, first + tolerance))
     windows: dict[int, Window] = {}
     for start in range(0, len(ids), CHUNK):
-        approaches: dict[int, dict[int, dt.date]] = defaultdict(dict)
-        linked: dict[int, int] = {}  # approach -> its records
-        for approach_id, company_id, date, records_linked in connection.execute(
-            _APPROACH_DATES, {"ids": ids[start : start + CHUNK]}
-        ):
-            approaches[company_id][approach_id] = date
-            linked[approach_id] = records_linked
-        known = sorted(approaches)
-        if not known:
-            continue
-        seeds: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
-        records: dict[int, list[tuple[dt.date, int]]] = defaultdict(list)
-        counting: Counter[int] = Counter()  # approach -> its records counting for its company
-        for record_id, company_id, date, approach_id in connection.execute(
-            _RECORD_DATES, {"ids": known}
-        ):
-            records[company_id].append((date, record_id))
-            own = approaches[company_id]
-            if approach_id not in own:  # new, moved in, counting again
-                seeds[company_id].append((date, date))
-                continue
-            counting[approach_id] += 1
-            if record_id in changed_records:  # its earlier date lies in its approach's span
-                seeds[company_id].append((date, date))
-                first = own[approach_id]
-                seeds[company_id].append((first, first + tolerance))
-        for company_id in known:
-            # approaches holding a record that no longer counts for their company (moved out,
-            # cancelled, deleted): their span covers the record's earlier date
-            seeds[company_id].extend(
-                (date, date + tolerance)
-                for approach_id, date in approaches[company_id].items()
-                if linked[approach_id] > counting[approach_id]
-            )
-            windows[company_id] = _window(
-                records[company_id], approaches[company_id], seeds[company_id], tolerance
-            )
+        part = {"ids": ids[start : start + CHUNK]}
+        for company_id in connection.execute(_WITH_APPROACHES, part).scalars():
+            windows[company_id] = Window((), ())  # nothing of it changed: nothing to do
+    todo = {cid: spans for cid, spans in seeds.items() if cid in windows}
+    for factor in (*_MARGINS, None):  # None: the whole history
+        if not todo:
+            break
+        margin = None if factor is None else max(tolerance * factor, _MIN_MARGIN)
+        todo = _plan_around(connection, todo, tolerance, margin, windows)
     return windows
+
+
+def _plan_around(
+    connection,
+    seeds: Mapping[int, list[tuple[dt.date, dt.date]]],
+    tolerance: dt.timedelta,
+    margin: dt.timedelta | None,
+    windows: dict[int, Window],
+) -> dict[int, list[tuple[dt.date, dt.date]]]:
+    """Plan the companies of ``seeds`` from their records and approaches dated within
+    ``margin`` of their seeds (None: all of them) into ``windows``; returns the seeds of those
+    whose window reached the edge of what was read (to be planned from more)."""
+    ranges = {cid: _range(spans, margin) for cid, spans in seeds.items()}
+    records, approaches = _history_in_ranges(connection, ranges)
+    again = {}
+    for company_id, spans in seeds.items():
+        low, high = ranges[company_id]
+        window, (first, last) = _window(
+            records[company_id], approaches[company_id], spans, tolerance
+        )
+        if margin is not None and (first - tolerance < low or last + tolerance > high):
+            again[company_id] = spans  # records just outside may widen it
+        else:
+            windows[company_id] = window
+    return again
+
+
+def _range(spans: list[tuple[dt.date, dt.date]], margin: dt.timedelta | None):
+    if margin is None:
+        return dt.date.min, dt.date.max
+    low, high = min(s[0] for s in spans), max(s[1] for s in spans)
+    return _add(low, -margin), _add(high, margin)
+
+
+def _add(date: dt.date, days: dt.timedelta) -> dt.date:
+    try:
+        return date + days
+    except OverflowError:
+        return dt.date.min if days < dt.timedelta(0) else dt.date.max
+
+
+def _history_in_ranges(connection, ranges: Mapping[int, tuple[dt.date, dt.date]]):
+    """Per company: its counting records ``(date, id)`` and its approaches ``{id: date}``
+    dated in its range."""
+    records: dict[int, list[tuple[dt.date, int]]] = defaultdict(list)
+    approaches: dict[int, dict[int, dt.date]] = defaultdict(dict)
+    if connection.dialect.name == "postgresql":
+        companies = sorted(ranges)
+        for start in range(0, len(companies), CHUNK):
+            part = companies[start : start + CHUNK]
+            arrays = {
+                "company_ids": part,
+                "lows": [ranges[cid][0] for cid in part],
+                "highs": [ranges[cid][1] for cid in part],
+            }
+            for record_id, company_id, date in connection.execute(_RECORDS_IN_RANGES, arrays):
+                records[company_id].append((date, record_id))
+            for approach_id, company_id, date in connection.execute(_APPROACHES_IN_RANGES, arrays):
+                approaches[company_id][approach_id] = date
+        return records, approaches
+    for company_id, (low, high) in sorted(ranges.items()):  # in-process: no round trips
+        bounds = {"company_id": company_id, "low": low, "high": high}
+        for record_id, _, date in connection.execute(_RECORDS_IN_RANGE, bounds):
+            records[company_id].append((date, record_id))
+        for approach_id, _, date in connection.execute(_APPROACHES_IN_RANGE, bounds):
+            approaches[company_id][approach_id] = date
+    return records, approaches
 
 
 def _window(
@@ -200,10 +305,9 @@ def _window(
     approaches: Mapping[int, dt.date],
     seeds: list[tuple[dt.date, dt.date]],
     tolerance: dt.timedelta,
-) -> Window:
-    """The seeds' spans, each widened until no record lies within ``tolerance`` outside it."""
-    if not seeds:
-        return Window((), ())
+) -> tuple[Window, tuple[dt.date, dt.date]]:
+    """The seeds' spans, each widened until no record lies within ``tolerance`` outside it,
+    and the first and last day the spans cover (``seeds`` must not be empty)."""
     records.sort()
     dates = [date for date, _ in records]
     spans: list[list[dt.date]] = []
@@ -227,10 +331,11 @@ def _window(
         k = bisect_right(spans, date, key=lambda span: span[0]) - 1
         return k >= 0 and date <= spans[k][1]
 
-    return Window(
+    window = Window(
         tuple(record_id for date, record_id in records if inside(date)),
         tuple(approach_id for approach_id, date in approaches.items() if inside(date)),
     )
+    return window, (spans[0][0], spans[-1][1])
 
 
 def rebuild_approaches(

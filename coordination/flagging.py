@@ -159,9 +159,13 @@ def unchanged_since(
 
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
+    # (id, facts, stored coordinated) by company; .all(): the driver makes the rows in one
+    # call, not one call per row, and they are unpacked as tuples (a row's attributes cost)
     approaches = defaultdict(list)
-    for row in connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}):
-        approaches[row.company_id].append(row)
+    rows = connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}).all()
+    for approach_id, company_id, date, organisations, joint, coordinated in rows:
+        facts = ApproachFacts.stored(approach_id, date, _organisations(organisations), joint)
+        approaches[company_id].append((approach_id, facts, coordinated))
     checks = defaultdict(list)
     for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):
         checks[company_id].append(CheckFacts(organisation, local_date(checked_at)))
@@ -170,11 +174,8 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         flags[flag.company_id].append(flag)
     changes, created, updated = [], [], []
     for company_id in ids:
-        rows = approaches.get(company_id, [])
-        facts = [
-            ApproachFacts.stored(row.id, row.date, _organisations(row.organisations), row.joint)
-            for row in rows
-        ]
+        stored = approaches.get(company_id, [])
+        facts = [approach for _, approach, _ in stored]
         existing = [
             ExistingFlag(
                 f.id, f.status, f.raised_on, frozenset(f.approach_ids or ()), f.resolved_on
@@ -182,10 +183,11 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
             for f in flags.get(company_id, [])
         ]
         evaluation = evaluate_company(facts, checks.get(company_id, []), existing, rules)
+        uncoordinated = evaluation.uncoordinated
         changes.extend(
-            {"b_id": row.id, "b_coordinated": row.id not in evaluation.uncoordinated}
-            for row in rows
-            if row.coordinated == (row.id in evaluation.uncoordinated)
+            {"b_id": approach_id, "b_coordinated": approach_id not in uncoordinated}
+            for approach_id, _, coordinated in stored
+            if coordinated == (approach_id in uncoordinated)
         )
         created.extend((company_id, episode) for episode in evaluation.changes.create)
         updated.extend(evaluation.changes.update)

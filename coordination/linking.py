@@ -159,6 +159,9 @@ class IdentityStage:
         # the CVR numbers known companies learned, until they are written in one statement.
         self._new: dict[int, dict] = {}
         self._learned: dict[int, str] = {}
+        # Records of the last batch moved to another company without being relinked
+        # themselves (an absorbed company's): a rebuild plan must know them as changed.
+        self.moved: set[int] = set()
         self._ids = _CompanyIds()
         self._load(session)
 
@@ -204,6 +207,7 @@ class IdentityStage:
         ``stale``: the companies whose display fields wait for a later
         :func:`refresh_companies` (the caller refreshes the affected companies, later)."""
         records = [record_to_link(row) for row in rows]
+        self.moved = set()
         self._stale = stale
         self._ids.start_batch()
         stored_ids = [r.id for r in records if r.id is not None]
@@ -348,8 +352,10 @@ class IdentityStage:
         again = self.index.resolve(ref, rejected_pairs=_Union(self.rejected, itself))
         if again.company_id != company_id or again.rule not in ("fuzzy", "name_postcode"):
             return False
-        if self._manual_links(session, _record_ids_of(session, candidate_id)):
+        moved = _record_ids_of(session, candidate_id)
+        if self._manual_links(session, moved):
             return False
+        self.moved.update(moved)
         values = {
             "company_id": company_id,
             "rule": again.rule,
@@ -720,7 +726,8 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     session.flush()  # the statements below bypass the session: it must not hold back changes
     connection = session.connection()
     by_company: dict[int, list] = defaultdict(list)
-    for row in connection.execute(_RECORDS_OF_COMPANIES, {"ids": ids}):
+    # .all(): the driver makes the rows in one call, not one call per row
+    for row in connection.execute(_RECORDS_OF_COMPANIES, {"ids": ids}).all():
         by_company[row.company_id].append(row)
     stored = {
         row.id: tuple(row)[1:]
@@ -766,10 +773,16 @@ def _refresh_contacts(connection, ids: list[int], by_company: dict[int, list]) -
     }
     merged: dict[tuple[int, str], dict] = {}
     for company_id, rows in by_company.items():
-        for row in sorted(rows, key=lambda r: (r.approach_date, r.record_id)):
+        # only the records that name someone are put in order (many name nobody)
+        named = [
+            row
+            for row in rows
+            if row.person_name is not None
+            or row.person_email is not None
+            or row.person_phone is not None
+        ]
+        for row in sorted(named, key=lambda r: (r.approach_date, r.record_id)):
             spelled = (row.person_name, row.person_email, row.person_phone)
-            if spelled == (None, None, None):
-                continue
             key, email, phone = _person_keys(*spelled)
             if (
                 key is None

@@ -169,7 +169,8 @@ class SyncEngine:
             stage = IdentityStage(session)
         outcomes = []
         pending: set[int] = set()  # committed in dirtycompany, not yet rebuilt
-        changed: set[int] = set()  # the records stored new or changed by this run
+        # the records stored new or changed by this run, or moved to another company
+        changed: set[int] = set()
         for sc in sources:
             if self.stop.is_set():
                 break
@@ -286,6 +287,7 @@ class SyncEngine:
             raise
         counts.add(stored.counts)
         changed.update(stored.changed_record_ids)
+        changed.update(stage.moved)  # an absorbed company's records: moved, not relinked
         return affected
 
     def _catch_up(self) -> set[int]:
@@ -301,9 +303,10 @@ class SyncEngine:
 
     def _rebuild(self, pending: set[int], changed: set[int] | None = None) -> None:
         """Rebuild ``pending`` in chunks, one transaction each; rebuilt ones leave the set.
-        With ``changed`` (every record this run stored new or changed) only the approaches those
-        changes can affect are re-derived (``plan_rebuild``); without it (the companies an
-        interrupted run left, whose changes are not known) the companies are rebuilt whole."""
+        With ``changed`` (every record this run stored new or changed, or moved to another
+        company) only the approaches those changes can affect are re-derived
+        (``plan_rebuild``); without it (the companies an interrupted run left, whose changes are
+        not known) the companies are rebuilt whole."""
         ids = sorted(pending)
         tolerance = self.config.rules.joint_date_tolerance_days
         windows = None

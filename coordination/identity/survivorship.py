@@ -62,11 +62,19 @@ def display_order(records: list[CompanyFacts]) -> list[CompanyFacts]:
 
 
 def _newest_first(facts) -> tuple:
-    modified = facts.modified_at or _OLDEST
-    if modified.tzinfo is None:  # tolerate naive times, read as UTC
+    modified = facts.modified_at
+    if modified is None:
+        modified = _OLDEST
+    elif modified.tzinfo is None:  # tolerate naive times, read as UTC
         modified = modified.replace(tzinfo=dt.UTC)
-    record_id = facts.record_id if facts.record_id is not None else -1
-    return (valid_cvr(facts.cvr) is not None, facts.approach_date, modified, record_id)
+    record_id = facts.record_id
+    cvr = facts.cvr
+    return (
+        cvr is not None and valid_cvr(cvr) is not None,
+        facts.approach_date,
+        modified,
+        -1 if record_id is None else record_id,
+    )
 
 
 def choose_display(records: list[CompanyFacts]) -> CompanyFacts:
@@ -93,21 +101,27 @@ def display_fields(records: list) -> tuple:
     winner = ordered[0]
     postcode = _first(ordered, "postcode")
     place = normalise_postcode(postcode)
-    same_place = [f for f in ordered if normalise_postcode(f.postcode) in (None, place)]
     return winner, {
         "name": _first(ordered, "name"),
         "cvr": valid_cvr(winner.cvr),  # valid ones sort first: if the winner has none, nobody has
         "p_number": _first(ordered, "p_number"),
         "postcode": postcode,
-        "address": _first(same_place, "address"),
-        "city": _first(same_place, "city"),
+        "address": _first(ordered, "address", same_place=place),
+        "city": _first(ordered, "city", same_place=place),
     }
 
 
-def _first(ordered: list, field: str) -> str | None:
-    """The first non-blank value of ``field`` in ``ordered``."""
+_ANY_PLACE = object()
+
+
+def _first(ordered: list, field: str, same_place: object = _ANY_PLACE) -> str | None:
+    """The first non-blank value of ``field`` in ``ordered``; with ``same_place`` (a postcode
+    key, or None) only among the records whose postcode has that key or none. The records
+    after it are not looked at: most companies' first record has every field."""
     for facts in ordered:
         value = getattr(facts, field)
-        if value is not None and str(value).strip():
+        if value is None or not str(value).strip():
+            continue
+        if same_place is _ANY_PLACE or normalise_postcode(facts.postcode) in (None, same_place):
             return value
     return None

@@ -1,12 +1,14 @@
 """Contact persons: keys and de-duplication per company. Display survivorship is at the end."""
 
 import datetime as dt
+import random
 
 import pytest
 
 from connectors.base import PersonRef
 from coordination.identity.contacts import contact_key, merge_contacts
-from coordination.identity.survivorship import CompanyFacts, choose_display
+from coordination.identity.normalise import normalise_postcode, valid_cvr
+from coordination.identity.survivorship import CompanyFacts, choose_display, display_fields
 
 # --- contact keys ----------------------------------------------------------------------------
 
@@ -163,3 +165,56 @@ def test_invalid_cvr_is_never_displayed():
 def test_display_needs_at_least_one_record():
     with pytest.raises(ValueError):
         choose_display([])
+
+
+def _reference_display(records: list[CompanyFacts]) -> dict:
+    """The survivorship rule of the module's docstring, written out plainly: every record put
+    in order, then each field from the first record in that order that has it."""
+
+    def order(f: CompanyFacts) -> tuple:
+        modified = f.modified_at or dt.datetime.min.replace(tzinfo=dt.UTC)
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=dt.UTC)
+        record_id = f.record_id if f.record_id is not None else -1
+        return (valid_cvr(f.cvr) is not None, f.approach_date, modified, record_id)
+
+    ordered = sorted(records, key=order, reverse=True)
+
+    def first(rows, field):
+        return next((getattr(f, field) for f in rows if str(getattr(f, field) or "").strip()), None)
+
+    postcode = first(ordered, "postcode")
+    place = normalise_postcode(postcode)
+    same_place = [f for f in ordered if normalise_postcode(f.postcode) in (None, place)]
+    return {
+        "name": first(ordered, "name"),
+        "cvr": valid_cvr(ordered[0].cvr),
+        "p_number": first(ordered, "p_number"),
+        "postcode": postcode,
+        "address": first(same_place, "address"),
+        "city": first(same_place, "city"),
+    }
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_display_fields_follow_the_rule_over_random_records(seed):
+    rng = random.Random(seed)
+    blank = [None, "", "  "]
+    records = [
+        CompanyFacts(
+            name=rng.choice([*blank, "Holm Byg", "Holm Byg ApS"]),
+            cvr=rng.choice([None, "10150817", "12345678", "DK 10 15 08 17"]),
+            approach_date=dt.date(2025, 1, rng.randrange(1, 6)),
+            address=rng.choice([*blank, "Vestergade 1", "Søndergade 2"]),
+            postcode=rng.choice([*blank, "8000", "DK-8000", "8200"]),
+            city=rng.choice([*blank, "Aarhus C", "Aarhus N"]),
+            p_number=rng.choice([None, "1000000001"]),
+            modified_at=rng.choice(
+                [None, dt.datetime(2025, 1, 1, 9), dt.datetime(2025, 1, 1, 8, tzinfo=dt.UTC)]
+            ),
+            record_id=rng.choice([None, *range(50)]),
+        )
+        for _ in range(rng.randrange(1, 12))
+    ]
+
+    assert display_fields(records)[1] == _reference_display(records)

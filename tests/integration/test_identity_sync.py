@@ -15,6 +15,8 @@ from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session
 
 from connectors.base import load_registry
+from coordination import sync as sync_module
+from coordination.approach_building import rebuild_approaches
 from coordination.cli import main
 from coordination.config import Config
 from coordination.db import session_scope
@@ -28,6 +30,8 @@ from coordination.identity_review import (
     undo_decision,
 )
 from coordination.models import (
+    Approach,
+    ApproachRecord,
     Company,
     CompanyLink,
     IdentityDecision,
@@ -302,6 +306,64 @@ def test_a_record_moving_company_follows_its_new_link_beside_new_records(engine,
     after = records_follow_links(engine)
     assert after["A-1"] == after["A-2"] == after["A-4"] == before["A-2"] != before["A-1"]
     assert after["A-3"] == before["A-3"] == before["A-1"]
+
+
+def test_an_absorbed_companys_records_reach_the_rebuild_plan_and_its_approaches_follow(
+    engine, setup, folders, monkeypatch
+):
+    """The records of a company absorbed on arrival of a CVR move without being delivered
+    again: the sync hands them to the rebuild plan as changed (it reads only the history
+    around changed records), and the approaches are then those of a full rebuild."""
+    deliver(
+        folders,
+        "Jobcenter Randers",
+        "1",
+        bakery("R-2", "Bagerie Hansen", "02-03-2026"),
+        bakery("R-3", "Bagerie Hansen", "20-01-2026"),
+    )
+    sync(engine, setup)
+    with Session(engine) as session:
+        moved = set(
+            session.execute(
+                select(SourceRecord.id).where(SourceRecord.external_id.in_(["R-2", "R-3"]))
+            ).scalars()
+        )
+    planned: list[set[int]] = []
+    plan = sync_module.plan_rebuild
+
+    def spied(session, company_ids, changed, tolerance_days):
+        planned.append(set(changed))
+        return plan(session, company_ids, changed, tolerance_days)
+
+    monkeypatch.setattr(sync_module, "plan_rebuild", spied)
+    deliver(
+        folders,
+        "Jobcenter Aarhus",
+        "1",
+        bakery("A-1", "Bageri Hansen A/S", "01-03-2026", CVR=CVR),
+    )
+    sync(engine, setup)
+
+    assert company_of(engine, "R-2") == company_of(engine, "R-3") == company_of(engine, "A-1")
+    assert moved <= planned[-1]
+    stored = approaches(engine)
+    with session_scope(engine) as session:
+        companies = list(session.execute(select(Company.id)).scalars())
+        rebuild_approaches(session, companies, setup.rules.joint_date_tolerance_days)
+    assert approaches(engine) == stored
+
+
+def approaches(engine: Engine) -> tuple[list, list]:
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Approach.id, Approach.company_id, Approach.date).order_by(Approach.id)
+        ).all()
+        links = session.execute(
+            select(ApproachRecord.source_record_id, ApproachRecord.approach_id).order_by(
+                ApproachRecord.source_record_id
+            )
+        ).all()
+    return [tuple(r) for r in rows], [tuple(r) for r in links]
 
 
 def test_the_command_line_merges_and_undoes_with_who_and_why(engine, setup, folders, command_line):

@@ -116,8 +116,7 @@ class World:
                 record.status = rng.choice(STATUSES)
             if kind == "move":  # an identity move: linked to another company, content unchanged
                 record.company_id = rng.choice(self.companies)
-            else:
-                changed.add(record_id)
+            changed.add(record_id)
             touched.add(record.company_id)
         session.flush()
         return changed, touched
@@ -220,3 +219,36 @@ def test_a_change_far_from_the_rest_of_a_history_leaves_its_other_approaches_unr
         (window,) = plan_rebuild(session, [company_id], {ids[4]}, 2).values()
     assert sorted(window.record_ids) == [ids[3], ids[4]]
     assert len(window.approach_ids) == 2
+
+
+def test_a_stretch_longer_than_what_the_plan_reads_first_is_planned_whole(engine):
+    """The plan reads a company's history around its changes first; a stretch of records each
+    within the tolerance of the next that reaches past that is followed to its end, and the
+    stretch before the gap stays out."""
+    rng = random.Random(2)
+    world = World(engine, rng, companies=1, days=1)
+    (company_id,) = world.companies
+    days = [*range(0, 100), *range(103, 400)]  # tolerance 1: stretches 0-99 and 103-399
+    with session_scope(engine) as session:
+        ids = []
+        for n, day in enumerate(days):
+            record = SourceRecord(
+                source_id=world.sources[0],
+                external_id=f"r{n}",
+                content_hash=f"{n:064d}",
+                payload={},
+                company_id=company_id,
+                status="completed",
+                approach_date=START + dt.timedelta(days=day),
+                joint_with=[],
+            )
+            session.add(record)
+            session.flush()
+            ids.append(record.id)
+        rebuild_approaches(session, [company_id], 1)
+    with session_scope(engine) as session:
+        session.get(SourceRecord, ids[-1]).channel = "phone"
+        session.flush()
+        (window,) = plan_rebuild(session, [company_id], {ids[-1]}, 1).values()
+    assert sorted(window.record_ids) == ids[100:]
+    assert len(window.approach_ids) == len(days) - 100

@@ -1,7 +1,12 @@
 """When is an approach uncoordinated? Default rules: window 90 days, a check valid 14 days."""
 
+import datetime as dt
+import random
+
+import pytest
+
 from coordination.config import Rules
-from coordination.rules import uncoordinated_ids
+from coordination.rules import _organisations_looked_back, uncoordinated_ids
 from tests.rules import JOBCENTER, VAEKSTHUS, VEU, approach, check
 
 RULES = Rules()
@@ -112,3 +117,24 @@ def test_an_approach_left_out_by_the_caller_as_cancelled_does_not_count():
     approaches = [approach(2, 30, VAEKSTHUS)]
 
     assert uncoordinated_ids(approaches, [], RULES) == set()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_organisations_looked_back_are_those_of_the_approaches_in_the_window(seed):
+    """The sliding count (which keeps one set while no organisation enters or leaves the
+    window) against the definition, over random histories with same-day approaches, joint
+    ones and gaps longer than the window."""
+    rng = random.Random(seed)
+    window = rng.choice([0, 1, 7, 90])
+    organisations = [JOBCENTER, VAEKSTHUS, VEU]
+    approaches = [
+        approach(n, rng.randrange(0, 400), *rng.sample(organisations, rng.choice([1, 1, 1, 2])))
+        for n in range(rng.randrange(1, 120))
+    ]
+
+    looked_back = _organisations_looked_back(approaches, window)
+
+    for a in approaches:
+        earliest = a.date - dt.timedelta(days=window)
+        expected = {o for b in approaches if earliest <= b.date < a.date for o in b.organisations}
+        assert looked_back[a.id] == expected, a
