@@ -283,11 +283,16 @@ def derived_approach_facts(rows: Select | None = None) -> Select:
     within one company or approach."""
     approaches = (live_approaches() if rows is None else rows).subquery("approaches")
     c = approaches.c
+    # Both marks over a company's rows, so that the database sorts all rows once and then each
+    # company's: an approach's rows lie together in order of day and approach, the one it is
+    # counted by (its first organisation) first.
+    previous = func.lag(c.approach_id, 1, 0, type_=Integer)  # 0: no approach has that id
+    in_company = previous.over(
+        partition_by=c.company_id, order_by=(c.day, c.approach_id, c.organisation_id)
+    )
     return select(
         *c,
-        (func.row_number().over(partition_by=c.approach_id, order_by=c.organisation_id) == 1).label(
-            "approach_first"
-        ),
+        (in_company != c.approach_id).label("approach_first"),
         func.lag(c.day, type_=Date)
         .over(partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id))
         .label("organisation_before"),

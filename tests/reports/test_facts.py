@@ -301,6 +301,27 @@ def marks_by_definition(session) -> list[tuple]:
     return sorted((tuple(row) for row in session.execute(query)), key=_nulls_first)
 
 
+def stored_approach_facts(session) -> list[tuple]:
+    columns = [c for c in ReportApproachFact.__table__.c if c.name != "id"]
+    return sorted((tuple(row) for row in session.execute(select(*columns))), key=_nulls_first)
+
+
+def approach_marks_by_definition(session) -> list[tuple]:
+    """The approach facts with ``approach_first`` on the approach's row of its first organisation
+    and ``organisation_before`` the day of the previous row of the company's rows of the
+    organisation (in order of day and approach)."""
+    approaches = facts.live_approaches().subquery("approaches")
+    c = approaches.c
+    query = select(
+        *c,
+        func.row_number().over(partition_by=c.approach_id, order_by=c.organisation_id) == 1,
+        func.lag(c.day, type_=Date).over(
+            partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id)
+        ),
+    )
+    return sorted((tuple(row) for row in session.execute(query)), key=_nulls_first)
+
+
 def test_the_marks_are_those_of_their_definitions(session, jobcenter, veu):
     """Random histories with several approaches a day, joint visits, needs of one type with and
     without a code: the derived marks (computed by fewer windows) are those of the definitions,
@@ -334,11 +355,13 @@ def test_the_marks_are_those_of_their_definitions(session, jobcenter, veu):
             visit(company)
     refresh_report_facts(session)
     assert stored_facts(session) == marks_by_definition(session)
+    assert stored_approach_facts(session) == approach_marks_by_definition(session)
     for company in companies[:3]:
         for _ in range(3):
             visit(company)
     refresh_report_facts(session, [c.id for c in companies[:3]])
     assert stored_facts(session) == marks_by_definition(session)
+    assert stored_approach_facts(session) == approach_marks_by_definition(session)
     assert_facts_current(session)
 
 
