@@ -198,8 +198,18 @@ class Approach(SQLModel, table=True):
 
 
 class ApproachRecord(SQLModel, table=True):
+    # The report facts look up an approach's records: from the index alone (SQLite's index
+    # holds the record id already, as its rowid).
+    __table_args__ = (
+        Index(
+            "ix_approachrecord_approach_id",
+            "approach_id",
+            postgresql_include=["source_record_id"],
+        ),
+    )
+
     source_record_id: int = Field(foreign_key="sourcerecord.id", primary_key=True)
-    approach_id: int = Field(foreign_key="approach.id", index=True)
+    approach_id: int = Field(foreign_key="approach.id")
 
 
 class ApproachOrganisation(SQLModel, table=True):

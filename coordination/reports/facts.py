@@ -32,18 +32,16 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    and_,
     bindparam,
     cast,
     delete,
-    exists,
     false,
     func,
     insert,
     literal,
     literal_column,
+    null,
     select,
-    text,
     true,
     union_all,
 )
@@ -99,17 +97,16 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         return
     ids = sorted(set(company_ids))
     session.flush()  # the statements below bypass the session: it must not hold back changes
-    for start in range(0, len(ids), _CHUNK):
-        chunk = {"ids": ids[start : start + _CHUNK]}
-        with _fresh_rows(session, _FRESH_NEEDS, _DERIVED_NEEDS, chunk):
-            gone = _compared(session, _NEED_FACT, _FRESH_NEEDS, chunk)
-            old = _sums_of(session, _NEED_FACTS_BY_IDS, {"ids": gone})
-            new = _sums_of(session, select(*_derived(_FRESH_NEEDS)))
-            _replace(session, _NEED_FACT, _FRESH_NEEDS, gone)
-            _add_month_sums(session, old, new)
-        with _fresh_rows(session, _FRESH_APPROACHES, _DERIVED_APPROACHES, chunk):
-            gone = _compared(session, _APPROACH_FACT, _FRESH_APPROACHES, chunk)
-            _replace(session, _APPROACH_FACT, _FRESH_APPROACHES, gone)
+    with _refresh_settings(session):
+        for start in range(0, len(ids), _CHUNK):
+            chunk = {"ids": ids[start : start + _CHUNK]}
+            with _changed_rows(session, _CHANGED_NEEDS, _NEED_CHANGES, chunk):
+                old = _sums_of(session, _facts(_CHANGED_NEEDS, stored=True))
+                new = _sums_of(session, _facts(_CHANGED_NEEDS, stored=False))
+                _replace(session, _NEED_FACT, _CHANGED_NEEDS)
+                _add_month_sums(session, old, new)
+            with _changed_rows(session, _CHANGED_APPROACHES, _APPROACH_CHANGES, chunk):
+                _replace(session, _APPROACH_FACT, _CHANGED_APPROACHES)
     if ids:
         mark_facts_changed(session)
 
@@ -223,33 +220,41 @@ def derived_facts(rows: Select | None = None) -> Select:
     needs = (live_needs() if rows is None else rows).subquery("needs")
     c = needs.c
     order = (c.day, c.approach_id, c.organisation_type, c.need_type, c.taxonomy_code)
+    # A window per key of the marks, each over a company's rows of the key in ``order``: the
+    # database sorts the rows once per distinct window, so the marks share these four. An
+    # approach's rows of a key lie next to each other in ``order`` (one day, one approach id):
+    # the row an approach is counted by is the one whose previous row of the key is another
+    # approach's (the first of the approach's rows in ``order``).
+    keys = {
+        "need": (c.company_id, c.need_type, c.taxonomy_code),
+        "type_need": (c.company_id, c.organisation_type, c.need_type, c.taxonomy_code),
+        "any": (c.company_id,),
+        "type": (c.company_id, c.organisation_type),
+    }
 
-    def before(*partition):
-        return func.lag(c.day, type_=Date).over(partition_by=partition, order_by=order)
+    def before(key):
+        return func.lag(c.day, type_=Date).over(partition_by=keys[key], order_by=order)
 
-    def after(*partition):
-        return func.lead(c.day, type_=Date).over(partition_by=partition, order_by=order)
+    def after(key):
+        return func.lead(c.day, type_=Date).over(partition_by=keys[key], order_by=order)
 
-    def first(*partition):
-        return func.row_number().over(partition_by=partition, order_by=order) == 1
+    def first(key):
+        previous = func.lag(c.approach_id, 1, 0, type_=Integer)  # 0: no approach has that id
+        return previous.over(partition_by=keys[key], order_by=order) != c.approach_id
 
     return select(
         *(c[name] for name in _COLUMNS),
-        before(c.company_id, c.need_type, c.taxonomy_code).label("need_before"),
-        before(c.company_id, c.organisation_type, c.need_type, c.taxonomy_code).label(
-            "type_need_before"
-        ),
-        before(c.company_id).label("any_before"),
-        before(c.company_id, c.organisation_type).label("type_before"),
-        first(c.approach_id, c.need_type, c.taxonomy_code).label("approach_need_first"),
-        first(c.approach_id).label("approach_first"),
-        first(c.approach_id, c.organisation_type).label("approach_type_first"),
-        after(c.company_id, c.need_type, c.taxonomy_code).label("need_after"),
-        after(c.company_id, c.organisation_type, c.need_type, c.taxonomy_code).label(
-            "type_need_after"
-        ),
-        after(c.company_id).label("any_after"),
-        after(c.company_id, c.organisation_type).label("type_after"),
+        before("need").label("need_before"),
+        before("type_need").label("type_need_before"),
+        before("any").label("any_before"),
+        before("type").label("type_before"),
+        first("need").label("approach_need_first"),
+        first("any").label("approach_first"),
+        first("type").label("approach_type_first"),
+        after("need").label("need_after"),
+        after("type_need").label("type_need_after"),
+        after("any").label("any_after"),
+        after("type").label("type_after"),
     )
 
 
@@ -278,11 +283,16 @@ def derived_approach_facts(rows: Select | None = None) -> Select:
     within one company or approach."""
     approaches = (live_approaches() if rows is None else rows).subquery("approaches")
     c = approaches.c
+    # Both marks over a company's rows, so that the database sorts all rows once and then each
+    # company's: an approach's rows lie together in order of day and approach, the one it is
+    # counted by (its first organisation) first.
+    previous = func.lag(c.approach_id, 1, 0, type_=Integer)  # 0: no approach has that id
+    in_company = previous.over(
+        partition_by=c.company_id, order_by=(c.day, c.approach_id, c.organisation_id)
+    )
     return select(
         *c,
-        (func.row_number().over(partition_by=c.approach_id, order_by=c.organisation_id) == 1).label(
-            "approach_first"
-        ),
+        (in_company != c.approach_id).label("approach_first"),
         func.lag(c.day, type_=Date)
         .over(partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id))
         .label("organisation_before"),
@@ -297,7 +307,7 @@ def _insert_approaches(rows: Select, by_company: bool = False):
     return insert(ReportApproachFact).from_select(columns, marked)
 
 
-# --- refreshing: derive into a temporary table, write only the rows that differ ----------------
+# --- refreshing: derive, compare with the stored rows, write only the rows that differ --------
 #
 # Most facts of a refreshed company stay as they were (a night adds a few approaches to long
 # histories): deleting and inserting them all, and summing them twice for the monthly sums, cost
@@ -307,80 +317,96 @@ _NEED_FACT = ReportNeedFact.__table__
 _APPROACH_FACT = ReportApproachFact.__table__
 
 
-def _fresh_table(table: Table) -> Table:
-    """A temporary table with the columns of ``table`` but its id, for the rows a refresh
-    derives before they are compared with the stored ones, numbered (``n``)."""
+def _changes_table(table: Table) -> Table:
+    """A temporary table with the columns of ``table`` for the rows a refresh changes: a stored
+    row not derived any more (with its ``id``) or a derived row not stored yet (``id`` NULL)."""
     columns = (Column(c.name, c.type, nullable=c.nullable) for c in table.c if c.name != "id")
     return Table(
-        f"fresh_{table.name}",
+        f"changed_{table.name}",
         MetaData(),
-        Column("n", Integer, primary_key=True),
+        Column("id", Integer, nullable=True),
         *columns,
         prefixes=["TEMPORARY"],
     )
 
 
-def _derived(fresh: Table) -> list[Column]:
-    return [c for c in fresh.c if c.name != "n"]
+def _changes(table: Table, derived: Select) -> Select:
+    """The rows of :func:`_changes_table` for the companies ``ids``: their stored rows of
+    ``table`` and the rows ``derived`` for them, grouped by every column, each group with one
+    row only. (A company's derived rows are distinct, and so are its stored ones, derived
+    before; grouping takes NULLs as equal, as comparing would not.) One read of the stored
+    rows, and no join: the comparison needs no planner statistics of the derived rows."""
+    names = list(derived.selected_columns.keys())
+    stored = select(table.c.id, *(table.c[name] for name in names))
+    stored = stored.where(table.c.company_id.in_(int_list()))
+    fresh = derived.subquery("derived")
+    fresh = select(cast(null(), Integer).label("id"), *(fresh.c[name] for name in names))
+    both = union_all(stored, fresh).subquery("both_sides")
+    groups = [both.c[name] for name in names]
+    return (
+        select(func.max(both.c.id).label("id"), *groups).group_by(*groups).having(func.count() == 1)
+    )
 
 
-_FRESH_NEEDS = _fresh_table(_NEED_FACT)
-_FRESH_APPROACHES = _fresh_table(_APPROACH_FACT)
+_CHANGED_NEEDS = _changes_table(_NEED_FACT)
+_CHANGED_APPROACHES = _changes_table(_APPROACH_FACT)
 # The company condition repeats the approach's (the join implies it): PostgreSQL then reads the
 # chunk's companies by their key instead of hashing the whole company table.
 _OF_CHUNK = (Approach.company_id.in_(int_list()), Company.id.in_(int_list()))
-_DERIVED_NEEDS = derived_facts(live_needs().where(*_OF_CHUNK))
-_DERIVED_APPROACHES = derived_approach_facts(live_approaches().where(*_OF_CHUNK))
-_NEED_FACTS_BY_IDS = select(_NEED_FACT).where(_NEED_FACT.c.id.in_(int_list()))
+_NEED_CHANGES = _changes(_NEED_FACT, derived_facts(live_needs().where(*_OF_CHUNK)))
+_APPROACH_CHANGES = _changes(
+    _APPROACH_FACT, derived_approach_facts(live_approaches().where(*_OF_CHUNK))
+)
+
+
+# PostgreSQL settings for a refresh: its statements look a chunk's rows up by index and sort
+# and group them, which JIT-compiled expressions do not speed up (PostgreSQL compiles them above
+# a plan cost these statements reach, about 0.1 s a statement at 2,000,000 approaches); and the
+# default work_mem (4 MB) sorts and groups a chunk's facts on disk.
+_REFRESH_SETTINGS = {"jit": "off", "work_mem": "64MB"}
 
 
 @contextlib.contextmanager
-def _fresh_rows(session: Session, fresh: Table, rows: Select, chunk: dict) -> Iterator[None]:
-    """``fresh`` holding ``rows`` of the companies ``chunk["ids"]`` while the block runs."""
-    connection = session.connection()
-    fresh.drop(connection, checkfirst=True)  # left behind by a failed refresh on SQLite
-    fresh.create(connection)
-    names = list(rows.selected_columns.keys())
-    connection.execute(insert(fresh).from_select(names, rows), chunk)
-    if connection.dialect.name == "postgresql":  # without statistics it plans nested loops
-        connection.execute(text(f"ANALYZE {fresh.name}"))
-    else:  # SQLite looks each stored row up in ``fresh`` (PostgreSQL hashes ``fresh``)
-        index = f"CREATE INDEX ix_{fresh.name} ON {fresh.name} (company_id, approach_id)"
-        connection.execute(text(index))
+def _refresh_settings(session: Session) -> Iterator[None]:
+    """:data:`_REFRESH_SETTINGS` while the block runs (PostgreSQL), in the transaction only.
+    Left as they are if the block fails: the transaction is rolled back, and they with it."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    names = list(_REFRESH_SETTINGS)
+    before = session.execute(select(*(func.current_setting(name) for name in names))).one()
+    session.execute(select(*(func.set_config(n, v, True) for n, v in _REFRESH_SETTINGS.items())))
     yield
-    fresh.drop(connection)
-
-
-def _compared(session: Session, table: Table, fresh: Table, chunk: dict) -> list[int]:
-    """Compare the stored rows of the companies ``chunk["ids"]`` with the derived ones in
-    ``fresh``: the ids of the stored rows not derived any more; ``fresh`` keeps only the rows
-    not stored yet. (A company's derived rows are distinct, and so are its stored ones, derived
-    before.)"""
-    stored = table.c.company_id.in_(int_list())
-    same = and_(
-        *(
-            table.c[c.name].is_not_distinct_from(c) if c.nullable else table.c[c.name] == c
-            for c in _derived(fresh)
-        ),
+    session.execute(
+        select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True)))
     )
-    gone = select(table.c.id).where(stored, ~exists().where(same))
-    ids = list(session.execute(gone, chunk).scalars())
-    if session.get_bind().dialect.name == "postgresql":  # hashes the stored rows
-        stored_already = exists().where(stored, same)
-    else:  # from the stored rows to ``fresh``'s index, not each fresh row to all of its company's
-        stored_already = fresh.c.n.in_(
-            select(fresh.c.n).select_from(table.join(fresh, same)).where(stored)
-        )
-    session.execute(delete(fresh).where(stored_already), chunk)
-    return ids
 
 
-def _replace(session: Session, table: Table, fresh: Table, gone: list[int]) -> None:
-    """Delete the rows ``gone`` of ``table`` and add the rows of ``fresh``."""
+@contextlib.contextmanager
+def _changed_rows(session: Session, changed: Table, rows: Select, chunk: dict) -> Iterator[None]:
+    """``changed`` holding ``rows`` of the companies ``chunk["ids"]`` while the block runs."""
+    connection = session.connection()
+    changed.drop(connection, checkfirst=True)  # left behind by a failed refresh on SQLite
+    changed.create(connection)
+    names = list(rows.selected_columns.keys())
+    connection.execute(insert(changed).from_select(names, rows), chunk)
+    yield
+    changed.drop(connection)
+
+
+def _facts(changed: Table, stored: bool) -> Select:
+    """The rows of ``changed`` that are stored (to be deleted) or derived (to be added)."""
+    columns = [c for c in changed.c if c.name != "id"]
+    return select(*columns).where(changed.c.id.is_not(None) if stored else changed.c.id.is_(None))
+
+
+def _replace(session: Session, table: Table, changed: Table) -> None:
+    """Delete the stored rows of ``changed`` from ``table`` and add its derived ones."""
+    gone = list(session.execute(select(changed.c.id).where(changed.c.id.is_not(None))).scalars())
     if gone:
         session.execute(delete(table).where(table.c.id.in_(int_list())), {"ids": gone})
-    columns = _derived(fresh)
-    session.execute(insert(table).from_select([c.name for c in columns], select(*columns)))
+    added = _facts(changed, stored=False)
+    session.execute(insert(table).from_select(list(added.selected_columns.keys()), added))
 
 
 # --- monthly sums -------------------------------------------------------------------------------

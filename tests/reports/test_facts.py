@@ -4,9 +4,10 @@ the approaches, needs and companies give; a mapping added later reaches them wit
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import Date, delete, func, select, text
 
 from coordination.models import (
     Approach,
@@ -264,3 +265,117 @@ def test_the_pages_needs_trend_over_part_months_counts_the_same_from_the_facts(
     refresh_report_facts(session)
     assert needs_trend(session, "rar-vestjylland", period, None) == live
     assert any(row["companies"] for row in live)
+
+
+def marks_by_definition(session) -> list[tuple]:
+    """The facts with each mark computed by a window of its own over the rows it is defined on:
+    the ``*_before`` / ``*_after`` marks the day of the previous / next row of the company's
+    rows of their key, the ``approach_*_first`` marks whether the row is the first of the
+    approach's rows of their key (rows in order of day, approach, organisation type, need)."""
+    needs = facts.live_needs().subquery("needs")
+    c = needs.c
+    order = (c.day, c.approach_id, c.organisation_type, c.need_type, c.taxonomy_code)
+
+    def over(function, *partition):
+        return function.over(partition_by=partition, order_by=order)
+
+    def first(*partition):
+        return over(func.row_number(), *partition) == 1
+
+    before, after = func.lag(c.day, type_=Date), func.lead(c.day, type_=Date)
+    need, type_need = (c.need_type, c.taxonomy_code), (c.organisation_type, c.need_type)
+    query = select(
+        *(c[name] for name in facts._COLUMNS),
+        over(before, c.company_id, *need),
+        over(before, c.company_id, *type_need, c.taxonomy_code),
+        over(before, c.company_id),
+        over(before, c.company_id, c.organisation_type),
+        first(c.approach_id, *need),
+        first(c.approach_id),
+        first(c.approach_id, c.organisation_type),
+        over(after, c.company_id, *need),
+        over(after, c.company_id, *type_need, c.taxonomy_code),
+        over(after, c.company_id),
+        over(after, c.company_id, c.organisation_type),
+    )
+    return sorted((tuple(row) for row in session.execute(query)), key=_nulls_first)
+
+
+def stored_approach_facts(session) -> list[tuple]:
+    columns = [c for c in ReportApproachFact.__table__.c if c.name != "id"]
+    return sorted((tuple(row) for row in session.execute(select(*columns))), key=_nulls_first)
+
+
+def approach_marks_by_definition(session) -> list[tuple]:
+    """The approach facts with ``approach_first`` on the approach's row of its first organisation
+    and ``organisation_before`` the day of the previous row of the company's rows of the
+    organisation (in order of day and approach)."""
+    approaches = facts.live_approaches().subquery("approaches")
+    c = approaches.c
+    query = select(
+        *c,
+        func.row_number().over(partition_by=c.approach_id, order_by=c.organisation_id) == 1,
+        func.lag(c.day, type_=Date).over(
+            partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id)
+        ),
+    )
+    return sorted((tuple(row) for row in session.execute(query)), key=_nulls_first)
+
+
+def test_the_marks_are_those_of_their_definitions(session, jobcenter, veu):
+    """Random histories with several approaches a day, joint visits, needs of one type with and
+    without a code: the derived marks (computed by fewer windows) are those of the definitions,
+    stored and refreshed."""
+    crm = b.source(session, b.organisation(session, "Væksthus Midtjylland", "vaeksthus"))
+    pool = [
+        WELDING,
+        CNC,
+        b.need("upskilling", "Bæredygtig emballage"),
+        b.need("recruitment", "Svejser"),
+        b.need("recruitment", "Smed", "komp:smed"),
+    ]
+    sources = [jobcenter, veu, crm]
+    chance = random.Random(9)
+    companies = [b.company(session, chance.choice(["657", "751", None])) for _ in range(6)]
+
+    def visit(company):
+        first, *others = chance.sample(sources, chance.randint(1, 3))
+        b.approach(
+            session,
+            company,
+            dt.date(2025, 3, chance.randint(1, 6)),
+            first,
+            chance.sample(pool, chance.randint(0, 3)),
+            joint=[(other, chance.sample(pool, chance.randint(0, 2))) for other in others],
+            planned=chance.random() < 0.1,
+        )
+
+    for company in companies:
+        for _ in range(chance.randint(1, 12)):
+            visit(company)
+    refresh_report_facts(session)
+    assert stored_facts(session) == marks_by_definition(session)
+    assert stored_approach_facts(session) == approach_marks_by_definition(session)
+    for company in companies[:3]:
+        for _ in range(3):
+            visit(company)
+    refresh_report_facts(session, [c.id for c in companies[:3]])
+    assert stored_facts(session) == marks_by_definition(session)
+    assert stored_approach_facts(session) == approach_marks_by_definition(session)
+    assert_facts_current(session)
+
+
+def test_a_refresh_leaves_the_transactions_settings_as_they_were(session, jobcenter):
+    """The refresh's own PostgreSQL settings (no JIT, more work_mem) end with it."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL settings")
+    company = b.company(session, "657")
+    b.approach(session, company, MARCH, jobcenter, [WELDING])
+    refresh_report_facts(session)
+    session.execute(text("SET LOCAL work_mem = '5MB'"))
+    before = session.execute(text("SELECT current_setting('jit')")).scalar()
+    b.approach(session, company, dt.date(2025, 6, 1), jobcenter, [CNC])
+    refresh_report_facts(session, [company.id])
+    settings = "SELECT current_setting('work_mem'), current_setting('jit')"
+    assert tuple(session.execute(text(settings)).one()) == ("5MB", before)
+    assert_facts_current(session)
