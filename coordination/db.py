@@ -31,14 +31,14 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, **kwargs)
 
 
-# A sync's batches insert into indexes keyed at random (external ids, CVR numbers, company ids):
-# once the indexes outgrow SQLite's default cache of 2 MB, every batch read their pages back
-# from the file and every commit's checkpoint copied them again, so the bytes read and written
-# per record grew with the database (31 / 11 KB per record at 17,771 records, 63 / 30 KB at
-# 223,171). A cache of 64 MB (filled only as pages are read) and a checkpoint every 10,000 WAL
-# pages (about 40 MB; a page written by several batches is copied once) halve that at 223,171
-# records (12 / 15 KB) and take 2-3% of the sync's CPU.
-SQLITE_CACHE_KIB = 65_536
+# A sync's batches insert into indexes keyed at random (external ids, CVR numbers, company ids),
+# so each batch dirties pages all over them, and with SQLite's default checkpoint every 1,000
+# WAL pages each such page was copied into the database again after nearly every batch: the
+# bytes written per record grew with the database (11 KB per record at 17,771 records, 30 KB at
+# 223,171). A checkpoint every 10,000 pages (a WAL of about 40 MB) copies a page written by
+# several batches once. (A page cache of 64 MB instead of 2 MB also spared re-reading pages, but
+# the full sync's peak memory at 223,171 records rose to 728 MB: SQLite's sorts may each use as
+# much memory as the cache, and the report facts' build sorts for eight window functions.)
 SQLITE_CHECKPOINT_PAGES = 10_000
 
 
@@ -47,7 +47,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
     cursor.close()
 
