@@ -10,12 +10,15 @@ their offset (the columns are ``timestamp with time zone``), everything else as 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table
+from sqlalchemy import JSON, Connection, Date, Table
+from sqlalchemy.dialects.sqlite import DATE, DATETIME
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 
 def insert_rows(
@@ -101,9 +104,7 @@ class _InsertPlan:
 def _insert_plan(table, names: tuple[str, ...], dialect) -> _InsertPlan:
     quote = dialect.identifier_preparer.quote
     processors = tuple(
-        None
-        if isinstance(table.c[name].type, JSON)
-        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        None if isinstance(table.c[name].type, JSON) else _bind_processor(table.c[name], dialect)
         for name in names
     )
     processors = tuple((i, f) for i, f in enumerate(processors) if f is not None)
@@ -119,6 +120,67 @@ def _insert_plan(table, names: tuple[str, ...], dialect) -> _InsertPlan:
     marks = ", ".join("?" for _ in names)
     insert = f"INSERT INTO {name} ({columns}) VALUES ({marks})"  # noqa: S608
     return _InsertPlan(processors, insert=insert, insert_returning=f"{insert} RETURNING id")
+
+
+def _bind_processor(column, dialect) -> Callable[[Any], Any] | None:
+    """The column type's bind processing; on SQLite, for dates and aware datetimes, the same
+    text made without its general machinery (a sync binds several per record: the timestamp
+    type's checks, conversion to UTC and ``%`` formatting took more time than SQLite's insert
+    of the value), and a value bound again (a batch's one ``now``) is not made again."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None or dialect.name != "sqlite":
+        return process
+    kind = column.type
+    if isinstance(kind, UTCDateTime) and _default_format(kind.impl, DATETIME, dialect):
+        return _last_value_kept(_fast_utc_datetime(process))
+    if isinstance(kind, Date) and _default_format(kind, DATE, dialect):
+        return _last_value_kept(_fast_date(process))
+    return process
+
+
+def _default_format(kind, sqlite_type, dialect) -> bool:
+    """Whether ``kind`` is stored on SQLite in ``sqlite_type``'s default text format."""
+    impl = kind.dialect_impl(dialect)
+    return isinstance(impl, sqlite_type) and impl._storage_format == sqlite_type._storage_format
+
+
+def _fast_utc_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``UTCDateTime``'s processor on SQLite for a datetime in UTC: its text without offset
+    (``YYYY-MM-DD HH:MM:SS.ffffff``); anything else takes ``process``."""
+
+    def fast(value):
+        if type(value) is dt.datetime and value.tzinfo is dt.UTC:
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+
+    return fast
+
+
+def _fast_date(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``Date``'s processor on SQLite for a date (``YYYY-MM-DD``); anything else (a datetime
+    among them) takes ``process``."""
+
+    def fast(value):
+        return value.isoformat() if type(value) is dt.date else process(value)
+
+    return fast
+
+
+def _last_value_kept(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process`` that answers the value it was last given (the same object: dates and
+    datetimes are immutable, and the kept one cannot be freed and its address reused) from
+    memory."""
+    last = [(object(), None)]  # replaced whole: threads never see one value with another's text
+
+    def kept(value):
+        held = last[0]
+        if held[0] is value:
+            return held[1]
+        text = process(value)
+        last[0] = (value, text)
+        return text
+
+    return kept
 
 
 def _json(value) -> str:
