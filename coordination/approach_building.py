@@ -158,25 +158,25 @@ _RANGES = (
     .table_valued(column("company_id", Integer), column("low", Date), column("high", Date))
     .render_derived(name="range")
 )
-_RECORDS_IN_RANGES = (
-    select(_RECORD.c.id, _RECORD.c.company_id, _RECORD.c.approach_date)
-    .select_from(_RANGES)
-    .join(
-        _RECORD,
-        (_RECORD.c.company_id == _RANGES.c.company_id)
-        & _RECORD.c.approach_date.between(_RANGES.c.low, _RANGES.c.high),
+
+
+def _in_ranges(table, date):
+    """The rows of ``table`` (id, company id, ``date``) dated within their company's range."""
+    return (
+        select(table.c.id, table.c.company_id, date)
+        .select_from(_RANGES)
+        .join(
+            table,
+            (table.c.company_id == _RANGES.c.company_id)
+            & date.between(_RANGES.c.low, _RANGES.c.high),
+        )
     )
-    .where(_RECORD.c.status.in_(COUNTING_STATUSES))
+
+
+_RECORDS_IN_RANGES = _in_ranges(_RECORD, _RECORD.c.approach_date).where(
+    _RECORD.c.status.in_(COUNTING_STATUSES)
 )
-_APPROACHES_IN_RANGES = (
-    select(_APPROACH.c.id, _APPROACH.c.company_id, _APPROACH.c.date)
-    .select_from(_RANGES)
-    .join(
-        _APPROACH,
-        (_APPROACH.c.company_id == _RANGES.c.company_id)
-        & _APPROACH.c.date.between(_RANGES.c.low, _RANGES.c.high),
-    )
-)
+_APPROACHES_IN_RANGES = _in_ranges(_APPROACH, _APPROACH.c.date)
 # How far around its changes a company's history is read first, in tolerances (and at least
 # a month); a window that reaches the edge of what was read is planned again from more.
 _MARGINS = (8, 64)

@@ -188,16 +188,12 @@ def test_the_incremental_rebuild_equals_a_full_rebuild(engine, seed):
     assert windowed > 0  # the windows were used, not only whole rebuilds
 
 
-def test_a_change_far_from_the_rest_of_a_history_leaves_its_other_approaches_unread(engine):
-    """Only the stretch around a change is regrouped: the plan names the records within the
-    tolerance chain of the changed date, not the company's whole history."""
-    rng = random.Random(1)
-    world = World(engine, rng, companies=1, days=1)
-    (company_id,) = world.companies
+def _records_on_days(engine, world, company_id: int, days: list[int], tolerance: int) -> list[int]:
+    """One completed record of the company on each of ``days`` (after START), its approaches
+    built; the records' ids, in the order of ``days``."""
     with session_scope(engine) as session:
-        dates = [0, 1, 2, 10, 11, 30]  # tolerance 2: stretches {0, 1, 2}, {10, 11}, {30}
         ids = []
-        for n, day in enumerate(dates):
+        for n, day in enumerate(days):
             record = SourceRecord(
                 source_id=world.sources[0],
                 external_id=f"r{n}",
@@ -211,7 +207,18 @@ def test_a_change_far_from_the_rest_of_a_history_leaves_its_other_approaches_unr
             session.add(record)
             session.flush()
             ids.append(record.id)
-        rebuild_approaches(session, [company_id], 2)
+        rebuild_approaches(session, [company_id], tolerance)
+    return ids
+
+
+def test_a_change_far_from_the_rest_of_a_history_leaves_its_other_approaches_unread(engine):
+    """Only the stretch around a change is regrouped: the plan names the records within the
+    tolerance chain of the changed date, not the company's whole history."""
+    rng = random.Random(1)
+    world = World(engine, rng, companies=1, days=1)
+    (company_id,) = world.companies
+    dates = [0, 1, 2, 10, 11, 30]  # tolerance 2: stretches {0, 1, 2}, {10, 11}, {30}
+    ids = _records_on_days(engine, world, company_id, dates, tolerance=2)
     with session_scope(engine) as session:
         record = session.get(SourceRecord, ids[4])
         record.approach_date = START + dt.timedelta(days=12)  # still within 2 days of day 10
@@ -229,23 +236,7 @@ def test_a_stretch_longer_than_what_the_plan_reads_first_is_planned_whole(engine
     world = World(engine, rng, companies=1, days=1)
     (company_id,) = world.companies
     days = [*range(0, 100), *range(103, 400)]  # tolerance 1: stretches 0-99 and 103-399
-    with session_scope(engine) as session:
-        ids = []
-        for n, day in enumerate(days):
-            record = SourceRecord(
-                source_id=world.sources[0],
-                external_id=f"r{n}",
-                content_hash=f"{n:064d}",
-                payload={},
-                company_id=company_id,
-                status="completed",
-                approach_date=START + dt.timedelta(days=day),
-                joint_with=[],
-            )
-            session.add(record)
-            session.flush()
-            ids.append(record.id)
-        rebuild_approaches(session, [company_id], 1)
+    ids = _records_on_days(engine, world, company_id, days, tolerance=1)
     with session_scope(engine) as session:
         session.get(SourceRecord, ids[-1]).channel = "phone"
         session.flush()
