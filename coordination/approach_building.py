@@ -209,27 +209,31 @@ def plan_rebuild(
     connection = session.connection()
     analyse_grown_tables(connection)  # the run's batches have grown the tables read here
     tolerance = dt.timedelta(days=tolerance_days)
-    wanted = set(ids)
-    seeds: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
-    changed = sorted(changed_records)
-    for start in range(0, len(changed), CHUNK):
-        rows = connection.execute(_CHANGED, {"ids": changed[start : start + CHUNK]})
-        for company_id, date, status, approach_company_id, first in rows:
-            if company_id in wanted and status in COUNTING_STATUSES:  # new, moved in, changed
-                seeds[company_id].append((date, date))
-            if approach_company_id in wanted:  # its approach's span covers its earlier date
-                seeds[approach_company_id].append((first, first + tolerance))
     windows: dict[int, Window] = {}
     for start in range(0, len(ids), CHUNK):
         part = {"ids": ids[start : start + CHUNK]}
         for company_id in connection.execute(_WITH_APPROACHES, part).scalars():
             windows[company_id] = Window((), ())  # nothing of it changed: nothing to do
-    todo = {cid: spans for cid, spans in seeds.items() if cid in windows}
-    for factor in (*_MARGINS, None):  # None: the whole history
-        if not todo:
-            break
-        margin = None if factor is None else max(tolerance * factor, _MIN_MARGIN)
-        todo = _plan_around(connection, todo, tolerance, margin, windows)
+    # Seeds only of companies with approaches (the others are rebuilt whole): in a full sync
+    # most changed records belong to companies new in the run.
+    seeds: dict[int, list[tuple[dt.date, dt.date]]] = defaultdict(list)
+    changed = sorted(changed_records)
+    for start in range(0, len(changed), CHUNK):
+        rows = connection.execute(_CHANGED, {"ids": changed[start : start + CHUNK]})
+        for company_id, date, status, approach_company_id, first in rows:
+            if company_id in windows and status in COUNTING_STATUSES:  # new, moved in, changed
+                seeds[company_id].append((date, date))
+            if approach_company_id in windows:  # its approach's span covers its earlier date
+                seeds[approach_company_id].append((first, first + tolerance))
+    # Planned a chunk of companies at a time: only one chunk's history is held at once.
+    planned = sorted(seeds)
+    for start in range(0, len(planned), CHUNK):
+        todo = {cid: seeds.pop(cid) for cid in planned[start : start + CHUNK]}
+        for factor in (*_MARGINS, None):  # None: the whole history
+            if not todo:
+                break
+            margin = None if factor is None else max(tolerance * factor, _MIN_MARGIN)
+            todo = _plan_around(connection, todo, tolerance, margin, windows)
     return windows
 
 
