@@ -17,6 +17,7 @@ import random
 import pytest
 from sqlalchemy import select
 
+from coordination import approach_building
 from coordination.approach_building import plan_rebuild, rebuild_approaches
 from coordination.db import session_scope
 from coordination.identity.normalise import normalise_company_name, normalise_organisation_name
@@ -161,11 +162,13 @@ def _rebuild_incrementally(engine, world, touched, changed, tolerance, chunk) ->
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_the_incremental_rebuild_equals_a_full_rebuild(engine, seed):
+def test_the_incremental_rebuild_equals_a_full_rebuild(engine, seed, monkeypatch):
     rng = random.Random(seed)
     tolerance = rng.choice([0, 1, 2, 3])
     world = World(engine, rng, companies=rng.choice([3, 6, 12]), days=rng.choice([20, 60, 200]))
     chunk = rng.choice([1, 2, 500])
+    # The plan reads and plans its companies and records in chunks of this size too.
+    monkeypatch.setattr(approach_building, "CHUNK", rng.choice([2, 5, 5_000]))
     with session_scope(engine) as session:  # the first sync: everything new
         changed, touched = world.batch(session, new=rng.randrange(40, 120), changes=0)
     _rebuild_incrementally(engine, world, touched, changed, tolerance, chunk)
