@@ -103,19 +103,6 @@ class NeedClassifier:
         return None, "none"
 
 
-def store_batch(
-    session: Session,
-    source_id: int,
-    source_kind: str,
-    source_name: str,
-    batch: Batch,
-    classifier: NeedClassifier,
-) -> StoredBatch:
-    """Store ``batch`` without linking its records (new ones have no company yet)."""
-    prepared = prepare_batch(session, source_id, batch)
-    return finish_batch(session, prepared, classifier, source_kind, source_name)
-
-
 def prepare_batch(session: Session, source_id: int, batch: Batch) -> PreparedBatch:
     """The first half of storing a batch: sorts its records into new, changed and unchanged
     by what is stored, and writes what the identity stage does not decide: the changed

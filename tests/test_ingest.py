@@ -174,7 +174,7 @@ def test_the_cpr_in_a_stored_payload_is_gone_from_its_json():
 
 
 def _veu_source(engine) -> int:
-    """A stored VEU source (and its organisation) for store_batch; its id."""
+    """A stored VEU source (and its organisation) for _store; its id."""
     from coordination.db import session_scope
     from coordination.models import Organisation, Source
 
@@ -188,6 +188,14 @@ def _veu_source(engine) -> int:
         return source.id
 
 
+def _store(session, source_id: int, batch):
+    """Both halves of storing ``batch``, without linking (new records get no company)."""
+    from coordination.ingest import NeedClassifier, finish_batch, prepare_batch
+
+    prepared = prepare_batch(session, source_id, batch)
+    return finish_batch(session, prepared, NeedClassifier(), "veu_api", "veu")
+
+
 def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engine):
     """The bulk writes (COPY on PostgreSQL, the driver's own statements on SQLite): each id
     belongs to its record, every column holds what the record said (text redacted), and a
@@ -196,7 +204,6 @@ def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engi
 
     from connectors.base import Batch
     from coordination.db import session_scope
-    from coordination.ingest import NeedClassifier, store_batch
     from coordination.models import Need, SourceRecord
     from coordination.redaction import MARKER
 
@@ -213,7 +220,7 @@ def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engi
     ]
     batch = Batch(records=records, rejected=[], state={})
     with session_scope(engine) as session:
-        stored = store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
+        stored = _store(session, source_id, batch)
     assert stored.counts.new == 7
     with Session(engine) as session:
         rows = {r.id: r for r in session.exec(select(SourceRecord))}
@@ -238,7 +245,7 @@ def test_store_batch_writes_the_records_and_needs_as_delivered_and_redacted(engi
             sorted((n.type, n.label, n.code) for n in record.needs)
         )
     with session_scope(engine) as session:
-        again = store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
+        again = _store(session, source_id, batch)
     assert (again.counts.new, again.counts.updated, again.counts.unchanged) == (0, 0, 7)
 
 
@@ -250,7 +257,6 @@ def test_a_changed_record_gets_its_new_needs_in_place_of_the_old_ones(engine):
 
     from connectors.base import Batch
     from coordination.db import session_scope
-    from coordination.ingest import NeedClassifier, store_batch
     from coordination.models import Need, SourceRecord
 
     source_id = _veu_source(engine)
@@ -262,7 +268,7 @@ def test_a_changed_record_gets_its_new_needs_in_place_of_the_old_ones(engine):
     def store(*records):
         batch = Batch(records=list(records), rejected=[], state={})
         with session_scope(engine) as session:
-            return store_batch(session, source_id, "veu_api", "veu", batch, NeedClassifier())
+            return _store(session, source_id, batch)
 
     store(kept, first)
     counts = store(kept, changed, fresh).counts
