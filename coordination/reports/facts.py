@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     cast,
+    column,
     delete,
     false,
     func,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     null,
     select,
     true,
+    tuple_,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -523,24 +525,54 @@ def _add_month_sums(session: Session, old: dict, new: dict) -> None:
     ]
     if not changes:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = ReportNeedMonth.__table__
-    statement = dialect.insert(table)
-    statement = statement.on_conflict_do_update(
+    emptied = [change for change in changes if change["facts"] < 0]
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement for all the changes, their columns as arrays: a night changes thousands
+        # of keys, and a statement per key (executemany) is planned and run apart, about 0.2 s
+        # for 7,000 keys. The keys are distinct: no row is changed twice by the statement.
+        rows = _unnested(changes, _MONTH_KEYS + ("facts", "approaches"))
+        statement = postgresql.insert(table).from_select(list(rows.c.keys()), select(*rows.c))
+        session.execute(_adding(statement), _arrays(changes, rows))
+        if emptied:  # a key whose facts are all gone leaves no row behind
+            keys = _unnested(emptied, _MONTH_KEYS)
+            key_of = tuple_(*(table.c[name] for name in _MONTH_KEYS))
+            gone = delete(table).where(key_of.in_(select(*keys.c)), table.c.facts == 0)
+            session.execute(gone, _arrays(emptied, keys))
+        return
+    session.execute(_adding(sqlite.insert(table)), changes)
+    if emptied:
+        keys = [table.c[name] == bindparam(f"k_{name}") for name in _MONTH_KEYS]
+        session.execute(
+            delete(table).where(*keys, table.c.facts == 0),
+            [{f"k_{name}": change[name] for name in _MONTH_KEYS} for change in emptied],
+        )
+
+
+def _adding(statement):
+    """``statement`` (an insert of ``reportneedmonth`` rows) adding to the sums of keys that
+    have a row already."""
+    table = ReportNeedMonth.__table__
+    return statement.on_conflict_do_update(
         index_elements=list(_MONTH_KEYS),
         set_={
             "facts": table.c.facts + statement.excluded.facts,
             "approaches": table.c.approaches + statement.excluded.approaches,
         },
     )
-    session.execute(statement, changes)
-    emptied = [change for change in changes if change["facts"] < 0]
-    if emptied:  # a key whose facts are all gone leaves no row behind
-        keys = [table.c[name] == bindparam(f"k_{name}") for name in _MONTH_KEYS]
-        session.execute(
-            delete(table).where(*keys, table.c.facts == 0),
-            [{f"k_{name}": change[name] for name in _MONTH_KEYS} for change in emptied],
-        )
+
+
+def _unnested(rows: list[dict], names: tuple[str, ...]):
+    """The columns ``names`` of ``rows`` as a table of arrays unnested (PostgreSQL), each array
+    bound as the parameter ``a_<name>`` (see :func:`_arrays`)."""
+    types = {name: ReportNeedMonth.__table__.c[name].type for name in names}
+    arrays = (bindparam(f"a_{name}", type_=postgresql.ARRAY(types[name])) for name in names)
+    columns = (column(name, types[name]) for name in names)
+    return func.unnest(*arrays).table_valued(*columns).render_derived()
+
+
+def _arrays(rows: list[dict], unnested) -> dict:
+    return {f"a_{c.name}": [row[c.name] for row in rows] for c in unnested.c}
 
 
 class MonthOf(FunctionElement):
