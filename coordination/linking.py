@@ -23,6 +23,7 @@ sync:
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -32,7 +33,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+    update,
+)
 from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
@@ -665,19 +680,31 @@ class _Union(AbstractSet):
         return sum(1 for _ in self)
 
 
-# What :func:`refresh_companies` reads of each record: the survivorship facts, labelled as
-# ``CompanyFacts`` names them, and the contact person's fields as text. The database extracts
-# those from the payload, so the raw item (most of the payload) is neither sent nor decoded.
-# The contact person is taken out of the payload once, in a subquery that OFFSET 0 keeps the
+# What :func:`refresh_companies` reads of a company's records, all of which count: their
+# survivorship facts and their contact persons. The database reads the history and sends only
+# the records that can decide something (a few per company, not its whole history):
+#
+# - display fields: in survivorship order (valid CVR first, then newest: the stored ``cvr`` is
+#   only ever a valid one, which the client checks), the first record with a name, the first
+#   with a postcode, and for each postcode (as stored) the first record with an address and the
+#   first with a city. The client runs the same survivorship over those records, which gives
+#   the full history's answer unless one of them holds a value that is blank to it (spaces
+#   only): such a company's records are read in full (:func:`_display_from_candidates`);
+# - contact persons: the records that name someone, one group per company and spelling of the
+#   person (name, e-mail, phone as stored): a group's first and last record by (date, id).
+#   Every record of a group has the same fields, so the merge over the groups' last records
+#   (newest last) gives every field the merge over all records gives, and their first records
+#   the order in which the persons first appear (:func:`_refresh_contacts`).
+#
+# The contact person is taken out of each payload once, in a subquery that OFFSET 0 keeps the
 # planner from merging into the outer one (merged, each of the three fields parsed the whole
 # payload again: on PostgreSQL 15 µs of a record's refresh, 5 without).
-_FACTS_AND_PERSON = (
+_PERSON_OF = (
     select(
         _RECORD.c.id.label("record_id"),
         _RECORD.c.company_id,
         _RECORD.c.cvr,
         _RECORD.c.company_name.label("name"),
-        _RECORD.c.p_number,
         _RECORD.c.address,
         _RECORD.c.postcode,
         _RECORD.c.city,
@@ -689,13 +716,104 @@ _FACTS_AND_PERSON = (
     .offset(0)
     .subquery()
 )
-_RECORDS_OF_COMPANIES = select(
-    *(column for column in _FACTS_AND_PERSON.c if column.name != "person"),
-    *(
-        _FACTS_AND_PERSON.c.person[field].as_string().label(f"person_{field}")
-        for field in ("name", "email", "phone")
-    ),
-)
+_FACT_COLUMNS = ("record_id", "company_id", "cvr", "name", "address", "postcode", "city")
+_FACT_COLUMNS += ("approach_date", "modified_at")
+_PERSON_COLUMNS = tuple(f"person_{field}" for field in ("name", "email", "phone"))
+_PERSON_FIELDS_OF = [
+    _PERSON_OF.c.person[field].as_string().label(f"person_{field}")
+    for field in ("name", "email", "phone")
+]
+
+
+_DECIDING_FIELDS = ("name", "postcode", "address", "city")
+# survivorship's P-number is not displayed, and not read
+_NO_P_NUMBER = null().label("p_number")
+
+
+def _deciding_records():
+    facts = [_PERSON_OF.c[name] for name in _FACT_COLUMNS]
+    records = select(*facts, *_PERSON_FIELDS_OF).cte("records")
+    c = records.c
+    # display: each record's place in its company's survivorship order, from 1
+    survivorship = (
+        c.cvr.is_not(None).desc(),
+        c.approach_date.desc(),
+        c.modified_at.desc().nulls_last(),
+        c.record_id.desc(),
+    )
+    rank = func.row_number().over(partition_by=c.company_id, order_by=survivorship)
+    ranked = (
+        select(*(c[name] for name in _FACT_COLUMNS), rank.label("rank"))
+        # a record with none of the fields decides none (nor changes the others' order)
+        .where(or_(*(c[field].is_not(None) for field in _DECIDING_FIELDS)))
+        .subquery("ranked")
+    )
+    r = ranked.c
+
+    def first_with(field, *within):
+        """The rank of the first record (of the company, or of ``within``) with ``field``."""
+        has = case((r[field].is_not(None), r["rank"]))
+        return func.min(has).over(partition_by=(r.company_id, *within)).label(f"first_{field}")
+
+    marked = select(
+        *r,
+        first_with("name"),
+        first_with("postcode"),
+        first_with("address", r.postcode),
+        first_with("city", r.postcode),
+    ).subquery("marked")
+    m = marked.c
+    no_person = [null().label(name) for name in _PERSON_COLUMNS]
+    display = select(
+        *(m[name] for name in _FACT_COLUMNS),
+        *no_person,
+        true().label("deciding"),
+        false().label("first_of_group"),
+        false().label("last_of_group"),
+    ).where(or_(*(m["rank"] == m[f"first_{f}"] for f in _DECIDING_FIELDS)))
+    # contact persons: each named record's place in its group, by date and id
+    group = (c.company_id, *(c[name] for name in _PERSON_COLUMNS))
+    numbered = (
+        select(
+            c.record_id,
+            c.company_id,
+            c.approach_date,
+            *(c[name] for name in _PERSON_COLUMNS),
+            func.row_number()
+            .over(partition_by=group, order_by=(c.approach_date, c.record_id))
+            .label("nth"),
+            func.count().over(partition_by=group).label("in_group"),
+        )
+        .where(or_(*(c[name].is_not(None) for name in _PERSON_COLUMNS)))
+        .subquery("numbered")
+    )
+    n = numbered.c
+    no_fact = {name: null().label(name) for name in _FACT_COLUMNS}
+    no_fact |= {name: n[name] for name in ("record_id", "company_id", "approach_date")}
+    persons = select(
+        *no_fact.values(),
+        *(n[name] for name in _PERSON_COLUMNS),
+        false().label("deciding"),
+        (n.nth == 1).label("first_of_group"),
+        (n.nth == n.in_group).label("last_of_group"),
+    ).where(or_(n.nth == 1, n.nth == n.in_group))
+    return union_all(display, persons)
+
+
+_DECIDING_RECORDS = select(*_deciding_records().subquery().c, _NO_P_NUMBER)
+# All of a company's records, for the rare company whose deciding records hold a blank value.
+_FACTS_OF_COMPANIES = select(
+    _RECORD.c.id.label("record_id"),
+    _RECORD.c.company_id,
+    _RECORD.c.cvr,
+    _RECORD.c.company_name.label("name"),
+    _RECORD.c.address,
+    _RECORD.c.postcode,
+    _RECORD.c.city,
+    _RECORD.c.approach_date,
+    _RECORD.c.modified_at,
+    _NO_P_NUMBER,
+).where(_RECORD.c.company_id.in_(_IDS))
 _DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
 _DISPLAY_OF_COMPANIES = select(_COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED)).where(
     _COMPANY.c.id.in_(_IDS)
@@ -717,6 +835,39 @@ _UPDATE_PERSON = (
 )
 
 
+# PostgreSQL settings for reading the deciding records: the statement's windows over a chunk's
+# history cross JIT's plan cost threshold (compiling took 80 ms of a 500 companies' read, and
+# speeds none of it up), and sort more than the default 4 MB of work_mem (on disk).
+_DECIDING_SETTINGS = {"jit": "off", "work_mem": "64MB"}
+
+
+@contextlib.contextmanager
+def _settings(connection, settings: Mapping[str, str]) -> Iterator[None]:
+    """``settings`` while the block runs (PostgreSQL), in the transaction only. Left as they
+    are if the block fails: the transaction is rolled back, and they with it."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    names = list(settings)
+    before = connection.execute(select(*(func.current_setting(name) for name in names))).one()
+    connection.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
+    yield
+    connection.execute(
+        select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True)))
+    )
+
+
+class _PersonGroup(NamedTuple):
+    """The records of one company that spell a person alike: their fields, and the (date, id)
+    of the first and of the last of them."""
+
+    name: str | None
+    email: str | None
+    phone: str | None
+    first: tuple[dt.date, int]
+    last: tuple[dt.date, int]
+
+
 def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     """Re-derive display fields and contact persons of ``company_ids`` from their records.
     Only what differs from the stored values is written."""
@@ -725,37 +876,93 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
         return
     session.flush()  # the statements below bypass the session: it must not hold back changes
     connection = session.connection()
-    by_company: dict[int, list] = defaultdict(list)
-    # .all(): the driver makes the rows in one call, not one call per row
-    for row in connection.execute(_RECORDS_OF_COMPANIES, {"ids": ids}).all():
-        by_company[row.company_id].append(row)
+    deciding: dict[int, list] = defaultdict(list)
+    groups: dict[int, dict[tuple, list]] = defaultdict(dict)
+    with _settings(connection, _DECIDING_SETTINGS):
+        # .all(): the driver makes the rows in one call, not one call per row
+        rows = connection.execute(_DECIDING_RECORDS, {"ids": ids}).all()
+    for row in rows:
+        company_id = row.company_id
+        if row.deciding:
+            deciding[company_id].append(row)
+        if row.first_of_group or row.last_of_group:
+            spelled = (row.person_name, row.person_email, row.person_phone)
+            ends = groups[company_id].setdefault(spelled, [None, None])
+            at = (row.approach_date, row.record_id)
+            if row.first_of_group:
+                ends[0] = at
+            if row.last_of_group:
+                ends[1] = at
+    displays = _displays(connection, deciding)
     stored = {
         row.id: tuple(row)[1:]
-        for row in connection.execute(_DISPLAY_OF_COMPANIES, {"ids": list(by_company)})
+        for row in connection.execute(_DISPLAY_OF_COMPANIES, {"ids": list(displays)})
     }
     updates = []
     for company_id in ids:
-        rows = by_company.get(company_id)
-        if not rows:
+        display = displays.get(company_id)
+        if display is None:  # a company without records keeps what it has
             continue
-        _, display = display_fields(rows)
-        name = display["name"]
+        name, address, postcode, city = display
         values = (
             name or "(ukendt)",
             normalise_company_name(name or ""),
-            display["address"],
-            display["postcode"],
-            display["city"],
-            municipality_code(display["postcode"]),
+            address,
+            postcode,
+            city,
+            municipality_code(postcode),
         )
         if stored.get(company_id) != values:
             updates.append({"b_id": company_id} | dict(zip(_B_DISPLAYED, values, strict=True)))
     if updates:
         connection.execute(_UPDATE_DISPLAY, updates)
-    _refresh_contacts(connection, ids, by_company)
+    persons = {
+        company_id: [_PersonGroup(*spelled, *ends) for spelled, ends in spelled_as.items()]
+        for company_id, spelled_as in groups.items()
+    }
+    _refresh_contacts(connection, ids, persons)
 
 
 _B_DISPLAYED = tuple(f"b_{name}" for name in _DISPLAYED)
+
+
+def _displays(connection, deciding: Mapping[int, list]) -> dict[int, tuple]:
+    """Each company's display name, address, postcode and city from its deciding records;
+    a company whose deciding records cannot decide (see below) from all its records."""
+    displays, undecided = {}, []
+    for company_id, rows in deciding.items():
+        display = _display_from_candidates(rows)
+        if display is None:
+            undecided.append(company_id)
+        else:
+            displays[company_id] = display
+    if undecided:
+        everything: dict[int, list] = defaultdict(list)
+        for row in connection.execute(_FACTS_OF_COMPANIES, {"ids": undecided}).all():
+            everything[row.company_id].append(row)
+        for company_id, rows in everything.items():
+            displays[company_id] = _display_of(rows)
+    return displays
+
+
+def _display_from_candidates(rows: list) -> tuple | None:
+    """The display fields of a company from its deciding records (see ``_DECIDING_RECORDS``),
+    or None when they may differ from the full history's: one of them has a CVR the database
+    ordered as valid that is not, or a field survivorship skips as blank although it is not
+    empty (the database took it for a value and looked no further)."""
+    for row in rows:
+        if row.cvr is not None and valid_cvr(row.cvr) is None:
+            return None
+        for field in _DECIDING_FIELDS:
+            value = getattr(row, field)
+            if value is not None and not str(value).strip():
+                return None
+    return _display_of(rows)
+
+
+def _display_of(rows: list) -> tuple:
+    _, display = display_fields(rows)
+    return display["name"], display["address"], display["postcode"], display["city"]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -766,37 +973,40 @@ def municipality_code(postcode: str | None) -> str | None:
     return municipality.code if municipality else None
 
 
-def _refresh_contacts(connection, ids: list[int], by_company: dict[int, list]) -> None:
+def _refresh_contacts(
+    connection, ids: list[int], persons: Mapping[int, list[_PersonGroup]]
+) -> None:
+    """Each company's contact persons: its records' persons merged by key in the order of
+    their dates (and ids), a later record's fields winning, an anonymised person left alone.
+    Merged from the groups of alike records, which gives the same as merging the records
+    (see ``_DECIDING_RECORDS``); new persons are inserted in the order they first appear."""
     existing = {
         (row.company_id, row.person_key): row
         for row in connection.execute(_PERSONS_OF_COMPANIES, {"ids": ids})
     }
     merged: dict[tuple[int, str], dict] = {}
-    for company_id, rows in by_company.items():
-        # only the records that name someone are put in order (many name nobody)
-        named = [
-            row
-            for row in rows
-            if row.person_name is not None
-            or row.person_email is not None
-            or row.person_phone is not None
-        ]
-        for row in sorted(named, key=lambda r: (r.approach_date, r.record_id)):
-            spelled = (row.person_name, row.person_email, row.person_phone)
-            key, email, phone = _person_keys(*spelled)
-            if (
-                key is None
-                or (company_id, key) in existing
-                and existing[(company_id, key)].anonymised_at
-            ):
+    for company_id in sorted(persons):
+        keyed = []
+        for group in persons[company_id]:
+            key, email, phone = _person_keys(group.name, group.email, group.phone)
+            if key is None:
                 continue
-            entry = merged.setdefault(
-                (company_id, key), {"company_id": company_id, "person_key": key}
-            )
-            entry["name"] = spelled[0] or entry.get("name")
+            anonymised = (company_id, key) in existing and existing[(company_id, key)].anonymised_at
+            if not anonymised:
+                keyed.append((key, email, phone, group))
+        # in the order each person first appears, then each group's fields, newest last
+        first_seen: dict[str, tuple] = {}
+        for key, _, _, group in keyed:
+            if key not in first_seen or group.first < first_seen[key]:
+                first_seen[key] = group.first
+        for key in sorted(first_seen, key=first_seen.__getitem__):
+            merged[(company_id, key)] = {"company_id": company_id, "person_key": key}
+        for key, email, phone, group in sorted(keyed, key=lambda k: k[3].last):
+            entry = merged[(company_id, key)]
+            entry["name"] = group.name or entry.get("name")
             entry["email"] = email or entry.get("email")
             entry["phone"] = phone or entry.get("phone")
-            entry["last_seen_on"] = row.approach_date
+            entry["last_seen_on"] = group.last[0]
     fresh = [dict(v) for k, v in merged.items() if k not in existing]
     if fresh:
         insert_rows(connection, _PERSON, fresh)
