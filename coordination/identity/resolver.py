@@ -289,11 +289,12 @@ class CompanyIndex:
         interned = {p: sys.intern(p) for p in set(postcodes) if p is not None}
         interned[None] = None  # type: ignore[index]
         postcodes = list(map(interned.__getitem__, postcodes))
-        known = dict(
-            zip(ids, zip(cvrs, name_keys, postcodes, p_numbers, strict=True), strict=False)
-        )
-        by_cvr = {cvr: cid for cid, cvr in zip(ids, cvrs, strict=True) if cvr is not None}
-        if len(known) != len(ids) or len(by_cvr) != len(cvrs) - list(cvrs).count(None):
+        known = dict(zip(ids, zip(cvrs, name_keys, postcodes, p_numbers, strict=True), strict=True))
+        by_cvr: dict[str, int] = dict(zip(cvrs, ids, strict=True))  # type: ignore[arg-type]
+        without_cvr = list(cvrs).count(None)
+        if without_cvr:
+            del by_cvr[None]  # type: ignore[arg-type]
+        if len(known) != len(ids) or len(by_cvr) != len(cvrs) - without_cvr:
             rows = zip(ids, cvrs, name_keys, postcodes, map(_unpacked, p_numbers), strict=True)
             self.add_all(rows)
             raise AssertionError("add_all took companies that load refused")  # pragma: no cover
