@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Engine, delete, false, select, update
+from sqlalchemy import ARRAY, Engine, Integer, bindparam, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -382,12 +382,24 @@ def mark_all_for_rebuild(session: Session) -> int:
 def _mark_dirty(session: Session, company_ids: set[int]) -> None:
     if not company_ids:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(_DIRTY).on_conflict_do_update(
+    if session.get_bind().dialect.name == "postgresql":  # one statement, not one per company
+        session.execute(_MARK_DIRTY_PG, {"ids": sorted(company_ids)})
+        return
+    statement = sqlite.insert(_DIRTY).on_conflict_do_update(
         index_elements=[_DIRTY.c.company_id], set_={"rebuilt": False}
     )
     rows = [{"company_id": cid, "rebuilt": False} for cid in sorted(company_ids)]
     session.execute(statement, rows)
+
+
+_MARK_DIRTY_PG = (
+    postgresql.insert(_DIRTY)
+    .from_select(
+        ["company_id", "rebuilt"],
+        select(func.unnest(bindparam("ids", type_=ARRAY(Integer))), false()),
+    )
+    .on_conflict_do_update(index_elements=[_DIRTY.c.company_id], set_={"rebuilt": False})
+)
 
 
 def _run_status(outcomes: list[SourceOutcome], planned: int) -> str:

@@ -351,3 +351,84 @@ def test_known_company_from_a_record_uses_the_normalised_keys():
 def test_record_without_name_or_valid_cvr_stays_unresolved():
     index = CompanyIndex([known(1, "Alfa")])
     assert index.resolve(record(None, cvr="123")).rule == "unresolved"
+
+
+# --- loading a whole index at once --------------------------------------------------------------
+
+
+def _index_state(index):
+    """Everything the index keeps, look-up structures included, in comparable form."""
+    blocks = {pc: (list(b.ids), list(b.keys)) for pc, b in index._blocks.items()}
+    return (index._companies, index._by_cvr, index._by_p_number, index._by_name, blocks)
+
+
+def _random_columns(rng):
+    """Companies as a sync run loads them: shared names within a postcode, no postcode, empty
+    name keys, P-numbers shared by several companies, one or several P-numbers."""
+    names = ["alfa", "beta", "gamma", "hansen vvs", "jensen tomrer", "", "alfa smed"]
+    postcodes = ["8000", "9000", "7100", None]
+    p_numbers = [f"10123456{i:02d}" for i in range(12)]
+    ids = rng.sample(range(1, 500), rng.randrange(0, 40))
+    cvr_pool = rng.sample(range(10_000_000, 10_000_100), len(ids))
+    columns = ([], [], [], [], [])
+    for company_id, cvr in zip(ids, cvr_pool, strict=True):
+        units = frozenset(rng.sample(p_numbers, rng.choice((0, 0, 1, 1, 2, 3))))
+        packed = None if not units else next(iter(units)) if len(units) == 1 else units
+        row = (
+            company_id,
+            str(cvr) if rng.random() < 0.5 else None,
+            rng.choice(names) + rng.choice(("", "", " aps")),
+            rng.choice(postcodes),
+            packed,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _as_rows(columns):
+    ids, cvrs, keys, postcodes, packed = columns
+    units = [
+        frozenset() if p is None else frozenset((p,)) if isinstance(p, str) else p for p in packed
+    ]
+    return list(zip(ids, cvrs, keys, postcodes, units, strict=True))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_an_index_loaded_column_by_column_is_the_index_added_company_by_company(seed):
+    import random
+
+    rng = random.Random(seed)
+    columns = _random_columns(rng)
+    loaded = CompanyIndex()
+    loaded.load(*columns)
+    added = CompanyIndex()
+    for row in _as_rows(columns):
+        added.add(KnownCompany(*row))
+    assert _index_state(loaded) == _index_state(added)
+    # and it goes on as one: changes and resolutions alike
+    names = ["alfa", "alfa smed", "alfs", "hansen vvs", "jensen tomer", "beta", "gama", ""]
+    for _ in range(30):
+        probe = CompanyRef(
+            name=rng.choice(names),
+            cvr=rng.choice([None, "10000042", "1000004", "100000420", "10000043", "abc"]),
+            p_number=rng.choice([None, "1012345601", "1012345605", "1012345699"]),
+            postcode=rng.choice(["8000", "9000", "7100", None]),
+        )
+        assert loaded.resolve(probe) == added.resolve(probe)
+    for company_id in rng.sample(columns[0], min(5, len(columns[0]))):
+        assert loaded.remove(company_id) == added.remove(company_id)
+    loaded.add(KnownCompany(999, None, "alfa", "8000", frozenset({"1012345601"})))
+    added.add(KnownCompany(999, None, "alfa", "8000", frozenset({"1012345601"})))
+    assert _index_state(loaded) == _index_state(added)
+
+
+def test_loading_refuses_what_adding_refuses():
+    with pytest.raises(ValueError, match="already belongs to company 1"):
+        CompanyIndex().load([1, 2], [CVR_A, CVR_A], ["alfa", "beta"], ["8000", None], [None, None])
+    with pytest.raises(ValueError, match="already in the index"):
+        CompanyIndex().load([1, 1], [None, None], ["alfa", "beta"], ["8000", None], [None, None])
+    with pytest.raises(ValueError, match="empty index"):
+        CompanyIndex([known(1, "Alfa")]).load([2], [None], ["beta"], ["8000"], [None])
+    with pytest.raises(ValueError, match="one length"):
+        CompanyIndex().load([1, 2], [None], ["alfa"], ["8000"], [None])
