@@ -31,6 +31,7 @@ from coordination.rules import (
     CheckFacts,
     ExistingFlag,
     evaluate_company,
+    uncoordinated_ids,
 )
 from coordination.timeutil import local_date, local_today
 
@@ -117,9 +118,16 @@ def all_company_ids(session: Session) -> list[int]:
     return list(session.execute(select(_APPROACH.c.company_id).distinct()).scalars())
 
 
-def companies_due(session: Session, today: dt.date, since: dt.date | None) -> list[int]:
+def companies_due(
+    session: Session,
+    today: dt.date,
+    since: dt.date | None,
+    rules: Rules,
+    leave_out: Set[int] = frozenset(),
+) -> list[int]:
     """The companies whose evaluation can differ from the one stored when the rules were last
-    applied to all companies due on ``since`` (None: never, so all companies).
+    applied to all companies due on ``since`` (None: never, so all companies), but those in
+    ``leave_out``.
 
     The rules look at the dates of a company's approaches relative to each other, never at
     today's date itself; today only decides which approaches count (those dated up to today).
@@ -127,11 +135,78 @@ def companies_due(session: Session, today: dt.date, since: dt.date | None) -> li
     its approaches (a planned one, typically) has fallen due since ``since``; everything else
     that changes it (a sync, a check, an identity decision) evaluates the company at once.
     ``since`` itself is included, a margin of one day. (The rules' whole window before today,
-    once taken as a margin too, made 130,000 of 300,000 companies due every night.)"""
+    once taken as a margin too, made 130,000 of 300,000 companies due every night.)
+
+    Of those, a company is due only when one of the approaches dated from ``since`` to today
+    is uncoordinated, or is stored as uncoordinated (:func:`_changed_by_time`): an approach that
+    falls due is later than every approach counted before it, so it changes no earlier
+    approach's look-back window; when it is coordinated it joins no episode either, and the
+    evaluation stays the one stored."""
     if since is None:
-        return all_company_ids(session)
+        return [
+            company_id for company_id in all_company_ids(session) if company_id not in leave_out
+        ]
     query = select(_APPROACH.c.company_id).where(_APPROACH.c.date.between(since, today))
-    return list(session.execute(query.distinct()).scalars())
+    dated = sorted(set(session.execute(query.distinct()).scalars()).difference(leave_out))
+    due = []
+    for start in range(0, len(dated), _WINDOW_CHUNK):
+        chunk = dated[start : start + _WINDOW_CHUNK]
+        due.extend(_changed_by_time(session.connection(), chunk, rules, today, since))
+    return due
+
+
+# Companies whose look-back windows are read in one statement (companies_due).
+_WINDOW_CHUNK = 5000
+_WINDOW_OF = select(
+    _APPROACH.c.id,
+    _APPROACH.c.company_id,
+    _APPROACH.c.date,
+    cast(_APPROACH.c.organisations, Text).label("organisations"),
+    _APPROACH.c.joint,
+    _APPROACH.c.coordinated,
+).where(
+    _APPROACH.c.company_id.in_(int_list()),
+    _APPROACH.c.date.between(bindparam("earliest"), bindparam("today")),
+)
+_RECENT_CHECKS_OF = _CHECKS_OF.where(_CHECK.c.checked_at >= bindparam("checked_from"))
+
+
+def _changed_by_time(
+    connection, company_ids: list[int], rules: Rules, today: dt.date, since: dt.date
+) -> list[int]:
+    """Of ``company_ids``, those with an approach dated from ``since`` to ``today`` that is
+    uncoordinated or stored as uncoordinated. Reads only what decides those approaches: the
+    approaches of their look-back windows, and the prior-contact checks that may count for
+    them (a day's margin on the checks' UTC moments; a check left out could only make an
+    approach look uncoordinated, and so its company due)."""
+    earliest = since - dt.timedelta(days=rules.window_days)
+    rows = connection.execute(
+        _WINDOW_OF, {"ids": company_ids, "earliest": earliest, "today": today}
+    ).all()
+    approaches = defaultdict(list)
+    stored_uncoordinated = set()
+    for approach_id, company_id, date, organisations, joint, coordinated in rows:
+        facts = ApproachFacts.stored(approach_id, date, _organisations(organisations), joint)
+        approaches[company_id].append(facts)
+        if not coordinated and date >= since:
+            stored_uncoordinated.add(company_id)
+    checked_from = dt.datetime.combine(
+        since - dt.timedelta(days=rules.lookup_valid_days + 1), dt.time(), dt.UTC
+    )
+    checks = defaultdict(list)
+    parameters = {"ids": company_ids, "checked_from": checked_from}
+    for company_id, checked_at, organisation in connection.execute(_RECENT_CHECKS_OF, parameters):
+        checks[company_id].append(CheckFacts(organisation, local_date(checked_at)))
+    due = []
+    for company_id in company_ids:
+        if company_id in stored_uncoordinated:
+            due.append(company_id)
+            continue
+        window = approaches.get(company_id, [])
+        uncoordinated = uncoordinated_ids(window, checks.get(company_id, []), rules)
+        if any(a.id in uncoordinated for a in window if a.date >= since):
+            due.append(company_id)
+    return due
 
 
 def unchanged_since(
