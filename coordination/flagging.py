@@ -234,13 +234,19 @@ def unchanged_since(
 
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
-    # (id, facts, stored coordinated) by company; .all(): the driver makes the rows in one
-    # call, not one call per row, and they are unpacked as tuples (a row's attributes cost)
+    # facts by company, and the ids stored as uncoordinated (few); .all(): the driver makes the
+    # rows in one call, not one call per row, and they are unpacked as tuples (a row's
+    # attributes cost)
     approaches = defaultdict(list)
+    stored_uncoordinated = defaultdict(set)
+    stored = ApproachFacts.stored
     rows = connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}).all()
     for approach_id, company_id, date, organisations, joint, coordinated in rows:
-        facts = ApproachFacts.stored(approach_id, date, _organisations(organisations), joint)
-        approaches[company_id].append((approach_id, facts, coordinated))
+        approaches[company_id].append(
+            stored(approach_id, date, _organisations(organisations), joint)
+        )
+        if not coordinated:
+            stored_uncoordinated[company_id].add(approach_id)
     checks = defaultdict(list)
     for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):
         checks[company_id].append(CheckFacts(organisation, local_date(checked_at)))
@@ -248,21 +254,24 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     for flag in connection.execute(_FLAGS_OF, {"ids": ids}):
         flags[flag.company_id].append(flag)
     changes, created, updated = [], [], []
+    no_flags = ()
     for company_id in ids:
-        stored = approaches.get(company_id, [])
-        facts = [approach for _, approach, _ in stored]
         existing = [
             ExistingFlag(
                 f.id, f.status, f.raised_on, frozenset(f.approach_ids or ()), f.resolved_on
             )
-            for f in flags.get(company_id, [])
+            for f in flags.get(company_id, no_flags)
         ]
-        evaluation = evaluate_company(facts, checks.get(company_id, []), existing, rules)
+        evaluation = evaluate_company(
+            approaches.get(company_id, []), checks.get(company_id, []), existing, rules
+        )
         uncoordinated = evaluation.uncoordinated
+        # stored one way, evaluated the other: in exactly one of the two sets
         changes.extend(
             {"b_id": approach_id, "b_coordinated": approach_id not in uncoordinated}
-            for approach_id, _, coordinated in stored
-            if coordinated == (approach_id in uncoordinated)
+            for approach_id in uncoordinated.symmetric_difference(
+                stored_uncoordinated.get(company_id, ())
+            )
         )
         created.extend((company_id, episode) for episode in evaluation.changes.create)
         updated.extend(evaluation.changes.update)
