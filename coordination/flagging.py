@@ -10,7 +10,19 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Set
 
-from sqlalchemy import Boolean, Integer, Text, bindparam, cast, column, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
@@ -43,17 +55,23 @@ _CHECK = PriorContactCheck.__table__
 
 # Built once: the compiled-statement cache then skips building them per chunk. The
 # organisations come as JSON text, decoded once per distinct text (:func:`_organisations`).
-_APPROACHES_OF = select(
+# PostgreSQL reads the approaches' rows straight from psycopg (:func:`_approach_rows`), with
+# the companies as one array.
+_IN_COMPANIES = _APPROACH.c.company_id.in_(int_list())
+_IN_COMPANY_ARRAY = _APPROACH.c.company_id == any_(bindparam("ids", type_=ARRAY(Integer)))
+_APPROACH_COLUMNS = (
     _APPROACH.c.id,
     _APPROACH.c.company_id,
     _APPROACH.c.date,
     cast(_APPROACH.c.organisations, Text).label("organisations"),
     _APPROACH.c.joint,
     _APPROACH.c.coordinated,
-).where(
-    _APPROACH.c.company_id.in_(int_list()),
-    _APPROACH.c.date <= bindparam("today"),
 )
+_COUNTED = _APPROACH.c.date <= bindparam("today")
+_APPROACHES_OF = {
+    False: select(*_APPROACH_COLUMNS).where(_IN_COMPANIES, _COUNTED),
+    True: select(*_APPROACH_COLUMNS).where(_IN_COMPANY_ARRAY, _COUNTED),
+}
 _CHECKS_OF = (
     select(_CHECK.c.company_id, _CHECK.c.checked_at, Organisation.name)
     .join(Organisation, Organisation.id == _CHECK.c.organisation_id)
@@ -157,17 +175,11 @@ def companies_due(
 
 # Companies whose look-back windows are read in one statement (companies_due).
 _WINDOW_CHUNK = 5000
-_WINDOW_OF = select(
-    _APPROACH.c.id,
-    _APPROACH.c.company_id,
-    _APPROACH.c.date,
-    cast(_APPROACH.c.organisations, Text).label("organisations"),
-    _APPROACH.c.joint,
-    _APPROACH.c.coordinated,
-).where(
-    _APPROACH.c.company_id.in_(int_list()),
-    _APPROACH.c.date.between(bindparam("earliest"), bindparam("today")),
-)
+_IN_WINDOW = _APPROACH.c.date.between(bindparam("earliest"), bindparam("today"))
+_WINDOW_OF = {
+    False: select(*_APPROACH_COLUMNS).where(_IN_COMPANIES, _IN_WINDOW),
+    True: select(*_APPROACH_COLUMNS).where(_IN_COMPANY_ARRAY, _IN_WINDOW),
+}
 _RECENT_CHECKS_OF = _CHECKS_OF.where(_CHECK.c.checked_at >= bindparam("checked_from"))
 
 
@@ -180,9 +192,8 @@ def _changed_by_time(
     them (a day's margin on the checks' UTC moments; a check left out could only make an
     approach look uncoordinated, and so its company due)."""
     earliest = since - dt.timedelta(days=rules.window_days)
-    rows = connection.execute(
-        _WINDOW_OF, {"ids": company_ids, "earliest": earliest, "today": today}
-    ).all()
+    parameters = {"ids": company_ids, "earliest": earliest, "today": today}
+    rows = _approach_rows(connection, _WINDOW_OF, parameters)
     approaches = defaultdict(list)
     stored_uncoordinated = set()
     for approach_id, company_id, date, organisations, joint, coordinated in rows:
@@ -240,7 +251,7 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     approaches = defaultdict(list)
     stored_uncoordinated = defaultdict(set)
     stored = ApproachFacts.stored
-    rows = connection.execute(_APPROACHES_OF, {"ids": ids, "today": today}).all()
+    rows = _approach_rows(connection, _APPROACHES_OF, {"ids": ids, "today": today})
     for approach_id, company_id, date, organisations, joint, coordinated in rows:
         approaches[company_id].append(
             stored(approach_id, date, _organisations(organisations), joint)
@@ -280,6 +291,32 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         mark_facts_changed(connection)
     _apply_flags(connection, created, updated)
     return len(created)
+
+
+def _approach_rows(connection, statements: dict, parameters: dict) -> list[tuple]:
+    """The rows of ``statements[on psycopg]`` (``_APPROACHES_OF``, ``_WINDOW_OF``). On
+    psycopg straight from its cursor, in binary: SQLAlchemy's result makes a row object of each
+    tuple, which cost the evaluation of a nightly sync's 126,000 approaches about 0.1 s of
+    its 0.55 s. The statement runs in the connection's transaction, and the engine's
+    ``before_cursor_execute`` and ``after_cursor_execute`` events see it."""
+    if connection.dialect.driver != "psycopg":
+        return connection.execute(statements[False], parameters).all()
+    text = _driver_text(statements[True], connection.dialect)
+    announce = connection.dispatch
+    with connection.connection.driver_connection.cursor(binary=True) as cursor:
+        if announce.before_cursor_execute:
+            announce.before_cursor_execute(connection, cursor, text, parameters, None, False)
+        cursor.execute(text, parameters)
+        rows = cursor.fetchall()
+        if announce.after_cursor_execute:
+            announce.after_cursor_execute(connection, cursor, text, parameters, None, False)
+    return rows
+
+
+@functools.lru_cache(maxsize=32)
+def _driver_text(statement, dialect) -> str:
+    """The SQL text of ``statement`` with psycopg's named placeholders, compiled once."""
+    return str(statement.compile(dialect=dialect))
 
 
 def _set_coordinated(connection, changes: list[dict]) -> None:
