@@ -306,7 +306,7 @@ def flags_step(url: str, due_only: bool = False, after_sync: Any = None) -> dict
     started, cpu_started = time.perf_counter(), time.process_time()
     with session_scope(engine) as session:
         if due_only:
-            ids = flags_due(session, today, yesterday, after_sync)
+            ids = flags_due(session, today, yesterday, after_sync, Rules())
         else:
             ids = all_company_ids(session)
         raised = evaluate_companies(session, ids, Rules(), today)
@@ -314,7 +314,9 @@ def flags_step(url: str, due_only: bool = False, after_sync: Any = None) -> dict
     cpu_seconds = time.process_time() - cpu_started
     server_cpu_seconds = server.since(server_started, server.snapshot())
     with session_scope(engine) as session:  # untimed: what the sync's evaluation spared
-        left_out = len(companies_due(session, today, yesterday)) - len(ids) if due_only else 0
+        left_out = (
+            len(companies_due(session, today, yesterday, Rules())) - len(ids) if due_only else 0
+        )
     engine.dispose()
     return {
         "seconds": seconds,

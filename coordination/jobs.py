@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from coordination.config import Config
+from coordination.config import Config, Rules
 from coordination.db import session_scope
 from coordination.flagging import companies_due, evaluate_companies, unchanged_since
 from coordination.locks import SyncLock
@@ -90,22 +90,25 @@ def reevaluate_all_flags(context: JobContext) -> str | None:
     today = local_today(timezone)
     with session_scope(context.engine) as session:
         since = last_success_day(session, NIGHTLY_SYNC_ID, timezone)
-        due = flags_due(session, today, since, context.results.get("sync"))
+        due = flags_due(session, today, since, context.results.get("sync"), rules)
         evaluate_companies(session, due, rules, today)
     return None
 
 
 def flags_due(
-    session: Session, today: dt.date, since: dt.date | None, sync: SyncResult | None
+    session: Session,
+    today: dt.date,
+    since: dt.date | None,
+    sync: SyncResult | None,
+    rules: Rules,
 ) -> list[int]:
     """The companies due (``companies_due``) but those the job's ``sync`` step has just
     evaluated for ``today`` and that nothing has changed since (``unchanged_since``):
     evaluating them again would store what is stored."""
-    due = companies_due(session, today, since)
     if sync is None or sync.evaluated_on is None:
-        return due
+        return companies_due(session, today, since, rules)
     done = unchanged_since(session, sync.evaluated, sync.evaluated_on, sync.evaluated_at, today)
-    return [company_id for company_id in due if company_id not in done]
+    return companies_due(session, today, since, rules, leave_out=done)
 
 
 def last_success_day(session: Session, job_id: str, timezone: str) -> dt.date | None:

@@ -41,6 +41,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import NamedTuple
 
 from coordination.config import Rules
 
@@ -57,12 +58,12 @@ _TRANSITIONS = {
 }
 
 
-@dataclass(frozen=True)
-class ApproachFacts:
+class ApproachFacts(NamedTuple):
     """One approach that counts (the caller leaves out cancelled and still-planned ones).
 
     ``names_other`` is true when its joint-with field names an organisation that is not among
-    ``organisations``.
+    ``organisations``. A named tuple: made for every stored approach an evaluation reads, in
+    about a third of a frozen dataclass's time.
     """
 
     id: int
@@ -74,14 +75,23 @@ class ApproachFacts:
     def stored(cls, approach_id: int, date: dt.date, organisations, joint: bool) -> ApproachFacts:
         """From a stored approach: ``joint`` with one organisation can only mean that its
         joint-with field names another one."""
-        return cls(
-            approach_id, date, frozenset(organisations), bool(joint and len(organisations) == 1)
+        return _new_facts(
+            cls,
+            (
+                approach_id,
+                date,
+                frozenset(organisations),
+                bool(joint and len(organisations) == 1),
+            ),
         )
 
     @property
     def is_joint(self) -> bool:
         """Involves more than one organisation, or names another one."""
         return len(self.organisations) != 1 or self.names_other
+
+
+_new_facts = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -171,11 +181,14 @@ def uncoordinated_ids(
     if looked_back is None:
         looked_back = _organisations_looked_back(approaches, rules.window_days)
     check_dates = _check_dates_by_organisation(checks)
+    # not joint (one organisation, naming no other), another organisation looked back at
+    # (the looked-back set not within the approach's), not checked in time
     return {
         approach.id
         for approach in approaches
-        if bool(looked_back[approach.id] - approach.organisations)
-        and not approach.is_joint
+        if len(approach.organisations) == 1
+        and not approach.names_other
+        and not looked_back[approach.id] <= approach.organisations
         and not _checked_in_time(approach, check_dates, rules.lookup_valid_days)
     }
 
@@ -276,24 +289,27 @@ def _organisations_looked_back(
     entered = left = 0
     window = dt.timedelta(days=window_days)
     result = {}
-    for approach in ordered:
-        while ordered[entered].date < approach.date:
-            for organisation in ordered[entered].organisations:
-                count = in_window.get(organisation, 0)
-                in_window[organisation] = count + 1
-                moved = moved or count == 0
-            entered += 1
-        earliest = approach.date - window
-        while left < entered and ordered[left].date < earliest:
-            for organisation in ordered[left].organisations:
-                count = in_window[organisation] - 1
-                in_window[organisation] = count
-                moved = moved or count == 0
-            left += 1
-        if moved:
-            present = frozenset(org for org, count in in_window.items() if count > 0)
-            moved = False
-        result[approach.id] = present
+    previous = None  # the previous approach's date: approaches of one day share the window
+    for approach_id, date, _, _ in ordered:
+        if date != previous:
+            previous = date
+            while ordered[entered].date < date:
+                for organisation in ordered[entered].organisations:
+                    count = in_window.get(organisation, 0)
+                    in_window[organisation] = count + 1
+                    moved = moved or count == 0
+                entered += 1
+            earliest = date - window
+            while left < entered and ordered[left].date < earliest:
+                for organisation in ordered[left].organisations:
+                    count = in_window[organisation] - 1
+                    in_window[organisation] = count
+                    moved = moved or count == 0
+                left += 1
+            if moved:
+                present = frozenset(org for org, count in in_window.items() if count > 0)
+                moved = False
+        result[approach_id] = present
     return result
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import random
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from coordination.config import Rules
@@ -106,7 +106,7 @@ def test_evaluating_the_due_companies_each_night_equals_evaluating_all_of_them(e
         since, fewer = night, []
         for gap in GAPS:
             night += dt.timedelta(days=gap)
-            due = companies_due(session, night, since)
+            due = companies_due(session, night, since, RULES)
             fewer.append(len(due) < len(all_company_ids(session)))
             evaluate_companies(session, due, RULES, today=night)
             after_due = _assert_as_if_all_were_evaluated(session, night)
@@ -121,7 +121,7 @@ def test_without_a_successful_nightly_run_every_company_is_due(engine):
         _world(session, random.Random(3), companies=10)
         today = START + dt.timedelta(days=SPAN_DAYS)
         assert last_success_day(session, NIGHTLY_SYNC_ID, "Europe/Copenhagen") is None
-        assert companies_due(session, today, None) == all_company_ids(session)
+        assert companies_due(session, today, None, RULES) == all_company_ids(session)
 
 
 def test_the_last_successful_nightly_run_is_read_as_a_local_day(engine):
@@ -179,11 +179,11 @@ def test_the_flags_step_after_a_sync_leaves_out_what_it_evaluated_and_comes_to_t
         since, left_out, resolved = night, [], []
         for gap in GAPS:
             night += dt.timedelta(days=gap)
-            due = companies_due(session, night, since)
+            due = companies_due(session, night, since, RULES)
             touched = set(rng.sample(all_company_ids(session), 30))
             sync = _sync_end(session, touched, night)
             resolved.append(_resolve_an_open_flag(session, touched & set(due), night))
-            step = flags_due(session, night, since, sync)
+            step = flags_due(session, night, since, sync, RULES)
             assert set(step) == set(due) - (touched - {resolved[-1]})
             left_out.append(len(due) - len(step))
             evaluate_companies(session, step, RULES, today=night)
@@ -198,7 +198,129 @@ def test_a_sync_of_another_day_leaves_nothing_out(engine):
         _world(session, random.Random(2), companies=20)
         night = START + dt.timedelta(days=SPAN_DAYS)
         sync = _sync_end(session, set(all_company_ids(session)), night - dt.timedelta(days=1))
-        due = companies_due(session, night, night - dt.timedelta(days=60))
+        due = companies_due(session, night, night - dt.timedelta(days=60), RULES)
         assert due
-        assert flags_due(session, night, night - dt.timedelta(days=60), sync) == due
+        assert flags_due(session, night, night - dt.timedelta(days=60), sync, RULES) == due
         session.rollback()
+
+
+def _dated_companies(session: Session, today: dt.date, since: dt.date) -> set[int]:
+    """The companies with an approach dated from ``since`` to ``today``: those due before the
+    due ones were narrowed to those whose new approaches are uncoordinated."""
+    query = select(Approach.company_id).where(Approach.date.between(since, today))
+    return set(session.execute(query).scalars())
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
+def test_evaluating_the_due_companies_every_night_equals_evaluating_all_of_them(engine, seed):
+    """Night after night (the nightly job's case): the due companies are fewer than those with
+    an approach falling due, and evaluating them comes to evaluating all companies."""
+    rng = random.Random(seed)
+    with Session(engine) as session:
+        _world(session, rng, companies=60)
+        night = START + dt.timedelta(days=150)
+        # some approaches not yet due stored as uncoordinated (as a rescheduled one may be)
+        later = Approach.date > night + dt.timedelta(days=1)
+        session.execute(
+            update(Approach).where(later, Approach.id % 5 == 0).values(coordinated=False)
+        )
+        evaluate_companies(session, all_company_ids(session), RULES, today=night)
+        narrowed = raised = 0
+        for _ in range(40):
+            since, night = night, night + dt.timedelta(days=1)
+            due = companies_due(session, night, since, RULES)
+            dated = _dated_companies(session, night, since)
+            assert set(due) <= dated
+            narrowed += len(dated) - len(due)
+            raised += evaluate_companies(session, due, RULES, today=night)
+            _assert_as_if_all_were_evaluated(session, night)
+        session.rollback()
+    assert narrowed and raised  # the comparison above is not vacuous
+
+
+def _approach(session: Session, key: int, company_id: int, day: dt.date, *orgs, **values) -> None:
+    session.execute(
+        insert(Approach).values(
+            group_key=key,
+            company_id=company_id,
+            date=day,
+            joint=values.get("joint", len(orgs) > 1),
+            coordinated=values.get("coordinated", True),
+            organisations=sorted(orgs),
+            consultants=[],
+        )
+    )
+
+
+def test_a_company_is_due_when_an_approach_falling_due_is_or_was_uncoordinated(engine):
+    """The edges of what decides a company due: the look-back window (inclusive), the
+    prior-contact check's days (inclusive, as a local date), joint approaches, and an approach
+    stored as uncoordinated."""
+    a, b = ORGANISATIONS[0], ORGANISATIONS[1]
+    today = dt.date(2026, 3, 10)
+    since = today - dt.timedelta(days=1)
+    with Session(engine) as session:
+        _world(session, random.Random(1), companies=0)  # the organisations
+        org_b = session.execute(select(Organisation.id).where(Organisation.name == b)).scalar_one()
+        companies = {}
+        for name in (
+            "window edge",
+            "past the window",
+            "checked",
+            "checked too early",
+            "checked late evening UTC",
+            "joint",
+            "stored uncoordinated",
+            "planned later",
+            "same day",
+        ):
+            companies[name] = session.execute(
+                insert(Company)
+                .values(name=name, name_key=name, created_at=dt.datetime.now(dt.UTC))
+                .returning(Company.id)
+            ).scalar_one()
+
+        def days(n: int) -> dt.date:
+            return today - dt.timedelta(days=n)
+
+        def check(company: str, moment: dt.datetime) -> None:
+            session.execute(
+                insert(PriorContactCheck).values(
+                    company_id=companies[company], organisation_id=org_b, checked_at=moment
+                )
+            )
+
+        c = companies
+        _approach(session, 1, c["window edge"], days(91), a)  # 90 days before since
+        _approach(session, 2, c["window edge"], since, b)
+        _approach(session, 3, c["past the window"], days(92), a)
+        _approach(session, 4, c["past the window"], since, b)
+        for key, name in ((5, "checked"), (7, "checked too early")):
+            _approach(session, key, c[name], days(30), a)
+            _approach(session, key + 1, c[name], today, b)
+        check("checked", dt.datetime.combine(days(14), dt.time(10), dt.UTC))
+        check("checked too early", dt.datetime.combine(days(15), dt.time(10), dt.UTC))
+        _approach(session, 9, c["checked late evening UTC"], days(30), a)
+        _approach(session, 10, c["checked late evening UTC"], since, b)
+        # 23:30 UTC is 00:30 the next day in Copenhagen: 14 days before ``since``, so in time
+        check(
+            "checked late evening UTC",
+            dt.datetime.combine(days(16), dt.time(23, 30), dt.UTC),
+        )
+        _approach(session, 11, c["joint"], days(5), a)
+        _approach(session, 12, c["joint"], today, b, joint=True)
+        _approach(session, 13, c["stored uncoordinated"], days(5), b)
+        _approach(session, 14, c["stored uncoordinated"], today, b, coordinated=False)
+        _approach(session, 15, c["planned later"], days(5), a)
+        _approach(session, 16, c["planned later"], today + dt.timedelta(days=1), b)
+        _approach(session, 17, c["planned later"], today, a)
+        _approach(session, 18, c["same day"], today, a)
+        _approach(session, 19, c["same day"], today, b)
+        due = companies_due(session, today, since, RULES)
+        session.rollback()
+    names = {company_id: name for name, company_id in companies.items()}
+    assert sorted(names[company_id] for company_id in due) == [
+        "checked too early",
+        "stored uncoordinated",
+        "window edge",
+    ]

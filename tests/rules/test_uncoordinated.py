@@ -6,7 +6,7 @@ import random
 import pytest
 
 from coordination.config import Rules
-from coordination.rules import _organisations_looked_back, uncoordinated_ids
+from coordination.rules import _organisations_looked_back, evaluate_company, uncoordinated_ids
 from tests.rules import JOBCENTER, VAEKSTHUS, VEU, approach, check
 
 RULES = Rules()
@@ -138,3 +138,44 @@ def test_the_organisations_looked_back_are_those_of_the_approaches_in_the_window
         earliest = a.date - dt.timedelta(days=window)
         expected = {o for b in approaches if earliest <= b.date < a.date for o in b.organisations}
         assert looked_back[a.id] == expected, a
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_uncoordinated_approaches_are_those_of_the_spec_over_random_histories(seed):
+    """The spec's three conditions written out plainly, one approach at a time, against
+    ``uncoordinated_ids`` over random histories: same-day approaches, joint ones (two
+    organisations, or one naming another), checks before, on and after the day."""
+    rng = random.Random(seed)
+    rules = Rules(window_days=rng.choice([0, 1, 7, 90]), lookup_valid_days=rng.choice([0, 3, 14]))
+    organisations = [JOBCENTER, VAEKSTHUS, VEU]
+    approaches = [
+        approach(
+            n,
+            rng.randrange(0, 300),
+            *rng.sample(organisations, rng.choice([1, 1, 1, 2])),
+            names_other=rng.random() < 0.1,
+        )
+        for n in range(rng.randrange(1, 80))
+    ]
+    checks = [
+        check(rng.choice(organisations), rng.randrange(0, 300)) for _ in range(rng.randrange(0, 8))
+    ]
+
+    def plain(a) -> bool:
+        earliest = a.date - dt.timedelta(days=rules.window_days)
+        another_before = any(
+            earliest <= b.date < a.date and b.organisations - a.organisations for b in approaches
+        )
+        joint = len(a.organisations) > 1 or a.names_other
+        earliest_check = a.date - dt.timedelta(days=rules.lookup_valid_days)
+        checked = any(
+            c.organisation in a.organisations and earliest_check <= c.date <= a.date for c in checks
+        )
+        return another_before and not joint and not checked
+
+    expected = {a.id for a in approaches if plain(a)}
+    assert uncoordinated_ids(approaches, checks, rules) == expected
+    assert (
+        uncoordinated_ids(approaches, checks, rules)
+        == evaluate_company(approaches, checks, [], rules).uncoordinated
+    )
