@@ -29,6 +29,7 @@ import dataclasses
 import io
 import json
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -211,6 +212,7 @@ def sync_step(
             cProfile.Profile(time.process_time) if profile_clock == "cpu" else cProfile.Profile()
         )
     server_started = server.snapshot()
+    readers_started = _children_cpu()
     started, cpu_started = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
@@ -220,6 +222,7 @@ def sync_step(
         profiler.dump_stats(profile_path)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    reader_cpu_seconds = _children_cpu() - readers_started
     server_cpu_seconds = server.since(server_started, server.snapshot())
     engine.dispose()
     totals: dict[str, int] = {}
@@ -231,6 +234,12 @@ def sync_step(
         "records_per_second": totals.get("fetched", 0) / seconds if seconds else 0.0,
         "cpu_seconds": cpu_seconds,
         "server_cpu_seconds": server_cpu_seconds,
+        # the sources' reader processes (``coordination.sync_reader``), ended by now
+        "reader_cpu_seconds": reader_cpu_seconds,
+        "reader_cpu_ms_per_record": 1000 * reader_cpu_seconds / totals["fetched"]
+        if totals.get("fetched")
+        else 0.0,
+        "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "cpu_ms_per_record": 1000 * cpu_seconds / totals["fetched"]
         if totals.get("fetched")
         else 0.0,
@@ -249,6 +258,12 @@ def sync_step(
         # for the nightly job's flags step, which leaves out what the sync has just evaluated
         "evaluated": dataclasses.replace(result, outcomes=[]),  # popped before printing
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_timed(
@@ -436,6 +451,18 @@ def _parents_first(table) -> list:
 # --- printing ---------------------------------------------------------------------------------
 
 
+def _reader_cpu(step: dict[str, Any]) -> str:
+    if not step.get("reader_cpu_seconds"):
+        return ""
+    return f" (+ reader processes {step['reader_cpu_ms_per_record']:.2f} ms/record)"
+
+
+def _reader_peak(step: dict[str, Any]) -> str:
+    if not step.get("reader_cpu_seconds"):
+        return ""
+    return f" (reader processes {step['reader_peak_rss_mb']:.0f} MB)"
+
+
 def print_results(kind: str, out: dict[str, Any]) -> None:
     full, nightly, bulk = out["full"], out["nightly"], out["bulk"]
     target = TARGET_SQLITE if kind == "sqlite" else TARGET_POSTGRES
@@ -447,8 +474,8 @@ def print_results(kind: str, out: dict[str, Any]) -> None:
             "full sync",
             f"{full['records_per_second']:,.0f} records/s",
             f"{full['seconds']:.1f} s, CPU {full['cpu_ms_per_record']:.2f} ms/record"
-            f"{_server_cpu(full)}, "
-            f"peak {full['peak_rss_mb']:.0f} MB, flags "
+            f"{_reader_cpu(full)}{_server_cpu(full)}, "
+            f"peak {full['peak_rss_mb']:.0f} MB{_reader_peak(full)}, flags "
             f"{full['flag_seconds']:.1f} s for {full['flag_companies']:,} companies",
             f"target >= {target:,}/s",
         ),

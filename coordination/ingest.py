@@ -103,7 +103,43 @@ class NeedClassifier:
         return None, "none"
 
 
+@dataclasses.dataclass
+class ReadBatch:
+    """A connector batch in its stored form, made without the database (:func:`read_batch`;
+    the sync may make it in a reader process while it stores the batch before): the rows of
+    its valid records (one per external id, the later delivery winning; their sighting times
+    are set by :func:`prepare_read`), the delivered needs of each, what is quarantined, and the
+    connector state to commit with the batch."""
+
+    fetched: int
+    rows: list[dict[str, Any]]
+    needs: dict[str, tuple]  # external id -> the delivered needs
+    rejected: list[Rejected]
+    state: dict[str, Any]
+
+
+def read_batch(source_id: int, batch: Batch) -> ReadBatch:
+    """The part of storing a batch that needs no database: the connector-edge validation, the
+    redaction, the stored payload's JSON and the content hash of each record."""
+    records, late_rejects = _checked(batch.records)
+    latest = {r.source_id: r for r in records}  # a later row for the same id wins
+    rows = [_row(source_id, r) for r in latest.values()]
+    needs = {external_id: r.needs for external_id, r in latest.items()}
+    return ReadBatch(
+        batch.fetched or len(batch.records) + len(batch.rejected),
+        rows,
+        needs,
+        list(batch.rejected) + late_rejects,
+        batch.state,
+    )
+
+
 def prepare_batch(session: Session, source_id: int, batch: Batch) -> PreparedBatch:
+    """:func:`prepare_read` of :func:`read_batch`."""
+    return prepare_read(session, source_id, read_batch(source_id, batch))
+
+
+def prepare_read(session: Session, source_id: int, read: ReadBatch) -> PreparedBatch:
     """The first half of storing a batch: sorts its records into new, changed and unchanged
     by what is stored, and writes what the identity stage does not decide: the changed
     records' new content (their ``company_id`` stays until their links are written), the
@@ -113,13 +149,12 @@ def prepare_batch(session: Session, source_id: int, batch: Batch) -> PreparedBat
     On SQLite the quarantine statement is always run (when the batch holds a record): it
     takes the database's write lock for the batch's transaction, which the identity stage's
     company ids rely on (``linking._CompanyIds``)."""
-    counts = BatchCounts(fetched=batch.fetched or len(batch.records) + len(batch.rejected))
+    counts = BatchCounts(fetched=read.fetched)
     analyse_grown_tables(session.connection())  # a full sync grows the tables fast
-    records, late_rejects = _checked(batch.records)
-    rejected = list(batch.rejected) + late_rejects
     now = utcnow()
-    latest = {r.source_id: r for r in records}  # a later row for the same id wins
-    rows = [_row(source_id, r, now) for r in latest.values()]
+    rows = read.rows
+    for row in rows:
+        row["first_seen_at"] = row["last_seen_at"] = now
     existing = _existing(session, source_id, [row["external_id"] for row in rows])
     fresh, changed, same = [], [], []
     for row in rows:
@@ -131,17 +166,19 @@ def prepare_batch(session: Session, source_id: int, batch: Batch) -> PreparedBat
             same.append(known[0])
         else:
             row["id"], row["company_id"] = known[0], known[2]
+            if "payload" not in row:  # left out by a reader process: read from its JSON
+                row["payload"] = json.loads(row["payload_json"])
             changed.append(row)
     previous = {r["company_id"] for r in changed} - {None}
     _update_records(session, changed)
     _touch(session, same, now)
     _resolve_quarantine(session, source_id, [r["external_id"] for r in rows], now)
-    counts.quarantined = _quarantine(session, source_id, rejected, now)
+    counts.quarantined = _quarantine(session, source_id, read.rejected, now)
     counts.new = len(fresh)
     counts.updated = sum(1 for r in changed if r["status"] not in ("cancelled", "deleted"))
     counts.removed = len(changed) - counts.updated
     counts.unchanged = len(same)
-    needs_for = {r["external_id"]: latest[r["external_id"]].needs for r in fresh + changed}
+    needs_for = {r["external_id"]: read.needs[r["external_id"]] for r in fresh + changed}
     return PreparedBatch(source_id, counts, fresh, changed, needs_for, previous)
 
 
@@ -301,8 +338,9 @@ def _as_dict(value: Any) -> Any:
     return value
 
 
-def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any]:
-    """The stored form of a record: free text CPR-redacted, every text storable (``_text``)."""
+def _row(source_id: int, r: SourceRecordData) -> dict[str, Any]:
+    """The stored form of a record: free text CPR-redacted, every text storable (``_text``);
+    its sighting times are set when it is stored (``prepare_read``)."""
     company, consultant = r.company, r.consultant
     payload, payload_json = _stored_payload_json(_payload(r))
     return {
@@ -327,8 +365,8 @@ def _row(source_id: int, r: SourceRecordData, now: dt.datetime) -> dict[str, Any
         "payload": payload,
         "payload_json": payload_json,
         "modified_at": r.modified_at,
-        "first_seen_at": now,
-        "last_seen_at": now,
+        "first_seen_at": None,
+        "last_seen_at": None,
         "company_id": None,  # a new record's is set by linking (``finish_batch``)
     }
 

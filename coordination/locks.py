@@ -24,6 +24,7 @@ handed to another thread (the API starts the run in the background after answeri
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -150,6 +151,22 @@ class AdvisoryLock(SyncLock):
             connection.close()
 
 
+# The descriptors of the FileLocks this process holds. A forked child (a sync's reader
+# process) closes its copies at once: the lock's open file, shared with the child, would
+# otherwise stay locked after the holder dies until the child has ended too.
+_HELD_FDS: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD_FDS:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # the child's copy only: the parent's lock stays
+    _HELD_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 class FileLock(SyncLock):
     """An exclusive ``flock`` on a file; the kernel drops it when the holding process ends.
 
@@ -180,12 +197,14 @@ class FileLock(SyncLock):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{holder_description()} since {since}\n".encode(), 0)
         self._fd = fd
+        _HELD_FDS.add(fd)
         return True
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        _HELD_FDS.discard(fd)
         try:
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 
 from sqlalchemy import ARRAY, Engine, Integer, bindparam, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,7 +37,7 @@ from coordination.db import int_list, session_scope
 from coordination.flagging import evaluate_companies
 from coordination.gc_relaxed import relaxed_gc
 from coordination.identity.normalise import normalise_organisation_name
-from coordination.ingest import BatchCounts, NeedClassifier, finish_batch, prepare_batch
+from coordination.ingest import BatchCounts, NeedClassifier, finish_batch, prepare_read
 from coordination.linking import IdentityStage, refresh_companies
 from coordination.models import (
     Company,
@@ -48,6 +49,7 @@ from coordination.models import (
     utcnow,
 )
 from coordination.reports.facts import refresh_report_facts
+from coordination.sync_reader import read_batches
 from coordination.timeutil import local_today
 
 log = logging.getLogger(__name__)
@@ -137,8 +139,14 @@ class SyncEngine:
         registry: Mapping[str, type[Connector]],
         classifier: NeedClassifier | None = None,
         stop: threading.Event | None = None,
+        reader_process: bool = True,
     ) -> None:
+        """``reader_process``: each source's connector and the database-free half of storing
+        run in a child process, alongside the storing of the batch before
+        (``coordination.sync_reader``); False reads in this process, as a connector that
+        shares state with its caller needs."""
         self.engine = engine
+        self.reader_process = reader_process
         self.config = config
         self.registry = registry
         self.classifier = classifier or NeedClassifier()
@@ -241,19 +249,22 @@ class SyncEngine:
             progress(sc.name, counts)
         mine: set[int] = set()
         try:
-            connector = sc.build_connector(self.registry)
-            for batch in connector.read(state):
-                affected = self._store(sc, source_id, batch, stage, counts, pending, changed)
-                pending |= affected
-                touched |= affected
-                mine |= affected
-                if len(pending) >= REBUILD_AFTER:
-                    self._rebuild(pending, changed)
-                if progress:
-                    progress(sc.name, counts)
-                if self.stop.is_set():
-                    status, error = "stopped", "stopped on request before the source was done"
-                    break
+            batches = read_batches(
+                sc, self.registry, state, source_id, in_process=not self.reader_process
+            )
+            with closing(batches):  # a source left early ends its reader process
+                for batch in batches:
+                    affected = self._store(sc, source_id, batch, stage, counts, pending, changed)
+                    pending |= affected
+                    touched |= affected
+                    mine |= affected
+                    if len(pending) >= REBUILD_AFTER:
+                        self._rebuild(pending, changed)
+                    if progress:
+                        progress(sc.name, counts)
+                    if self.stop.is_set():
+                        status, error = "stopped", "stopped on request before the source was done"
+                        break
         except ConnectorError as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug or a database error: record it, go on with the others
@@ -272,7 +283,7 @@ class SyncEngine:
         try:
             with session_scope(self.engine) as session:
                 # Linked before the new records are inserted: they go in with their companies.
-                prepared = prepare_batch(session, source_id, batch)
+                prepared = prepare_read(session, source_id, batch)
                 linked = stage.resolve(session, prepared.rows_to_link, stale=pending)
                 stored = finish_batch(
                     session, prepared, self.classifier, sc.kind, sc.name, linked.company_of

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 import coordination.sync as sync_module
-from coordination.models import DirtyCompany, Source, SyncRun
+from coordination.models import DirtyCompany, Source, SourceRecord, SyncRun
 from tests.integration.conftest import (
     CRM,
     FAST_RETRIES,
@@ -184,6 +184,19 @@ def test_how_the_rebuild_is_cut_up_does_not_change_what_is_stored(
 
 # --- a process killed with SIGKILL ------------------------------------------------------------
 
+
+def _stored(engine, source_name: str) -> int:
+    """The records of ``source_name`` committed so far."""
+    with Session(engine) as session:
+        query = (
+            select(func.count())
+            .select_from(SourceRecord)
+            .join(Source, Source.id == SourceRecord.source_id)
+            .where(Source.name == source_name)
+        )
+        return session.execute(query).scalar_one()
+
+
 SLOW_PAGE_SECONDS = 60  # far longer than the test waits: the process is killed meanwhile
 
 
@@ -249,7 +262,14 @@ def test_a_sync_killed_mid_run_is_completed_by_the_next_run_exactly_as_a_clean_r
     slow.faults = [("sleep", 0)] * PAGES_SERVED + [("sleep", SLOW_PAGE_SECONDS)]
 
     process = start_sync_process()
-    _wait_until(lambda: not slow.faults, process)  # the third page is being (slowly) served
+    # The third page is being (slowly) served, and the two before it are stored: the source's
+    # reader process asks for a page while the batch before it is stored.
+    _wait_until(
+        lambda: (
+            not slow.faults and _stored(engine, killed_in) == STORED_BEFORE_THE_FAULT[killed_in]
+        ),
+        process,
+    )
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
 

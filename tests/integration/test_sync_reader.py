@@ -1,0 +1,153 @@
+"""The sync's reader processes (``coordination.sync_reader``) change nothing that is stored.
+
+The same deliveries are synced twice on fresh databases, once with each source read in a
+reader process (the default) and once in the syncing process, and then, on both, a second
+delivery in which a random part of the API records changed (new text, a CPR number in the
+notes, cancellations and deletions, records that fail validation, new records) and the
+jobcenters dropped a file more. Every row of every table must be the same in both, but the
+moments the run itself took (sighting times, run times).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import SQLModel
+
+import coordination.models  # noqa: F401  (registers every table)
+from coordination import sync_reader
+from tests.integration.conftest import (
+    AARHUS,
+    AARHUS_EXPORT,
+    VEU_OEST,
+    sample_world,
+    sync,
+    veu_contact,
+    write_drop,
+    write_jobcenter_exports,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sync_reader.fork_available(), reason="no fork on this platform"),
+]
+
+LATER = "2026-11-03T09:00:00Z"
+# Source-given times stay compared; the others are the moments the run took.
+SOURCE_TIMES = {"modified_at", "approach_date"}
+
+
+def _change_deliveries(world, seed: int) -> None:
+    """A second delivery: about a third of each API's records changed (each way below), two
+    new records, and one more jobcenter file."""
+    rng = random.Random(seed)
+    crm = world.fakes.crm
+    crm_new = crm.records[1] | {"activityid": "ny-aftale-1", "modifiedon": LATER}
+    for index, item in enumerate(crm.records):
+        roll = rng.random()
+        if roll < 0.1:
+            crm.records[index] = item | {"statecode": 2, "modifiedon": LATER}  # cancelled
+        elif roll < 0.3:
+            crm.records[index] = item | {
+                "description": f"Opfølgning {index}, CPR 010190-1235 nævnt",
+                "modifiedon": LATER,
+            }
+        elif roll < 0.35:
+            crm.records[index] = item | {"cr_contacttype": "ukendt", "modifiedon": LATER}
+    crm.records.append(crm_new)
+    veu = world.fakes.for_source(VEU_OEST)
+    veu_new = veu_contact("veu-ny-1", updated_at=LATER)
+    for index, item in enumerate(veu.records):
+        roll = rng.random()
+        if roll < 0.15:
+            veu.records[index] = item | {"purpose": f"Ny plan {index}", "updated_at": LATER}
+        elif roll < 0.25:
+            veu.records[index] = item | {"deleted": True, "updated_at": LATER}
+        elif roll < 0.3:
+            company = dict(item.get("company") or {}) | {"name": f"Omdøbt {index} ApS"}
+            veu.records[index] = item | {"company": company, "updated_at": LATER}
+    veu.records.append(veu_new)
+    rows = [dict(row) for row in AARHUS_EXPORT[:3]]
+    for row in rows:
+        row.update({key: f"{value} (rettet)" for key, value in row.items() if key == "Formål"})
+    write_drop(world.drops[AARHUS], "virksomhedskontakter_20261103.csv", rows)
+
+
+def _contents(engine) -> dict[str, list[tuple]]:
+    """Every row of every table, in id order, the run's own moments reduced to set or not."""
+    contents = {}
+    with engine.connect() as connection:
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name == "alembic_version":
+                continue
+            columns = list(table.c)
+            order = [c for c in table.primary_key.columns] or columns
+            rows = []
+            for row in connection.execute(select(*columns).order_by(*order)):
+                values = []
+                for column, value in zip(columns, row, strict=True):
+                    if isinstance(value, dt.datetime) and column.name not in SOURCE_TIMES:
+                        value = "set"
+                    elif isinstance(value, dt.datetime | dt.date):
+                        value = value.isoformat()
+                    values.append(value)
+                rows.append(tuple(values))
+            contents[table.name] = rows
+    return contents
+
+
+def _synced(template_url: str, folder: Path, in_process: bool, monkeypatch) -> tuple:
+    folder.mkdir()
+    with monkeypatch.context() as patch:
+        if in_process:
+            patch.setattr(sync_reader, "fork_available", lambda: False)
+        with sample_world(template_url, folder) as world:
+            write_jobcenter_exports(world.drops)
+            first = sync(world.config, world.engine)
+            after_first = _contents(world.engine)
+            _change_deliveries(world, seed=7)
+            second = sync(world.config, world.engine)
+            after_second = _contents(world.engine)
+    outcomes = [
+        [(o.name, o.status, o.error, o.counts) for o in result.outcomes]
+        for result in (first, second)
+    ]
+    return outcomes, after_first, after_second
+
+
+def test_reader_processes_store_exactly_what_reading_in_process_stores(
+    _migrated_url, tmp_path, monkeypatch
+):
+    read_apart = _synced(_migrated_url, tmp_path / "apart", False, monkeypatch)
+    read_here = _synced(_migrated_url, tmp_path / "here", True, monkeypatch)
+
+    outcomes, after_first, after_second = read_apart
+    assert outcomes == read_here[0]
+    assert all(status == "succeeded" for run in outcomes for _, status, _, _ in run)
+    counts = {name: c for name, _, _, c in outcomes[1]}
+    # the second delivery reached every way of storing a record
+    assert counts["vaeksthus-midt"].updated and counts["vaeksthus-midt"].removed
+    assert counts["vaeksthus-midt"].new and counts["vaeksthus-midt"].quarantined
+    assert counts[VEU_OEST].removed and counts[AARHUS].fetched
+    for table in after_first:
+        assert after_first[table] == read_here[1][table], table
+        assert after_second[table] == read_here[2][table], table
+    assert after_second["sourcerecord"] != after_first["sourcerecord"]
+
+
+def test_an_error_in_a_reader_process_fails_its_source_with_the_connector_error(
+    _migrated_url, tmp_path
+):
+    with sample_world(_migrated_url, tmp_path) as world:
+        world.fakes.crm.faults = [("sleep", 0)] + [("500", None)] * 5
+        result = sync(world.config, world.engine)
+    by_name = {o.name: o for o in result.outcomes}
+    failed = by_name["vaeksthus-midt"]
+    assert failed.status == "failed"
+    assert "still failing after 2 retries: HTTP 500" in failed.error
+    assert failed.counts.new == 10  # the page before the fault was stored
+    assert all(o.status == "succeeded" for name, o in by_name.items() if name != failed.name)
