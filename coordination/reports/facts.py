@@ -529,8 +529,10 @@ def _add_month_sums(session: Session, old: dict, new: dict) -> None:
     emptied = [change for change in changes if change["facts"] < 0]
     if session.get_bind().dialect.name == "postgresql":
         # One statement for all the changes, their columns as arrays: a night changes thousands
-        # of keys, and a statement per key (executemany) is planned and run apart, about 0.2 s
-        # for 7,000 keys. The keys are distinct: no row is changed twice by the statement.
+        # of keys, and a statement per key (executemany) is bound and run apart (7,106 keys:
+        # 0.22 -> 0.15 s, and about 0.1 s less of the client's CPU). A multi-row VALUES
+        # statement was slower: compiling it cost the client more than it saved. The keys are
+        # distinct: no row is changed twice by the statement.
         rows = _unnested(changes, _MONTH_KEYS + ("facts", "approaches"))
         statement = postgresql.insert(table).from_select(list(rows.c.keys()), select(*rows.c))
         session.execute(_adding(statement), _arrays(changes, rows))
