@@ -732,7 +732,13 @@ _NO_P_NUMBER = null().label("p_number")
 
 def _deciding_records():
     facts = [_PERSON_OF.c[name] for name in _FACT_COLUMNS]
-    records = select(*facts, *_PERSON_FIELDS_OF).cte("records")
+    # a record with neither a display field nor a person decides nothing
+    some = [*(_PERSON_OF.c[field] for field in _DECIDING_FIELDS), *_PERSON_FIELDS_OF]
+    records = (
+        select(*facts, *_PERSON_FIELDS_OF)
+        .where(or_(*(value.is_not(None) for value in some)))
+        .cte("records")
+    )
     c = records.c
     # display: each record's place in its company's survivorship order, from 1
     survivorship = (
