@@ -688,8 +688,10 @@ class _Union(AbstractSet):
 #   only ever a valid one, which the client checks), the first record with a name, the first
 #   with a postcode, and for each postcode (as stored) the first record with an address and the
 #   first with a city. The client runs the same survivorship over those records, which gives
-#   the full history's answer unless one of them holds a value that is blank to it (spaces
-#   only): such a company's records are read in full (:func:`_display_from_candidates`);
+#   the full history's answer unless one of them holds a value survivorship skips as blank
+#   (empty, or spaces only) or a CVR that is not valid: such a company's records are read in
+#   full (:func:`_display_from_candidates`; ``tests/identity/test_refresh_equivalence.py``
+#   compares the refresh with the definition over random histories);
 # - contact persons: the records that name someone, one group per company and spelling of the
 #   person (name, e-mail, phone as stored): a group's first and last record by (date, id).
 #   Every record of a group has the same fields, so the merge over the groups' last records
