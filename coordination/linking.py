@@ -37,6 +37,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     false,
     func,
     insert,
@@ -823,9 +824,10 @@ _FACTS_OF_COMPANIES = select(
     _NO_P_NUMBER,
 ).where(_RECORD.c.company_id.in_(_IDS))
 _DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
-_DISPLAY_OF_COMPANIES = select(_COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED)).where(
-    _COMPANY.c.id.in_(_IDS)
-)
+_HAS_RECORDS = exists().where(_RECORD.c.company_id == _COMPANY.c.id).label("has_records")
+_DISPLAY_OF_COMPANIES = select(
+    _COMPANY.c.id, *(_COMPANY.c[n] for n in _DISPLAYED), _HAS_RECORDS
+).where(_COMPANY.c.id.in_(_IDS))
 _UPDATE_DISPLAY = (
     update(_COMPANY)
     .where(_COMPANY.c.id == bindparam("b_id"))
@@ -902,10 +904,12 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
             if row.last_of_group:
                 ends[1] = at
     displays = _displays(connection, deciding)
-    stored = {
-        row.id: tuple(row)[1:]
-        for row in connection.execute(_DISPLAY_OF_COMPANIES, {"ids": list(displays)})
-    }
+    stored = {}
+    for row in connection.execute(_DISPLAY_OF_COMPANIES, {"ids": ids}):
+        stored[row.id] = tuple(row)[1:-1]
+        if row.has_records and row.id not in displays:
+            # none of its records has a name, address, postcode or city
+            displays[row.id] = (None, None, None, None)
     updates = []
     for company_id in ids:
         display = displays.get(company_id)

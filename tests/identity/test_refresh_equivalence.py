@@ -62,11 +62,14 @@ def _person(rng: random.Random) -> dict | None:
 
 
 def _record(
-    rng: random.Random, source_id: int, company_id: int, number: int, odd: float
+    rng: random.Random, source_id: int, company_id: int, number: int, odd: float, bare: bool
 ) -> SourceRecord:
-    """A record; ``odd``: the chance of each field to be blank (and of the CVR not valid)."""
+    """A record; ``odd``: the chance of each field to be blank (and of the CVR not valid);
+    ``bare``: without name, address, postcode and city."""
 
     def pick(values):
+        if bare:
+            return None
         return rng.choice(BLANKS) if rng.random() < odd else rng.choice(values)
 
     cvr = "12345678" if rng.random() < odd else rng.choice([None, None, *VALID_CVRS])
@@ -121,7 +124,8 @@ def _world(session, rng: random.Random, source_id: int) -> list[int]:
     for company_id in ids:
         # some companies without records: the refresh leaves them alone
         count = rng.choice([0, 1, 2, 5, 12, 30])
-        session.add_all(_record(rng, source_id, company_id, n, odd) for n in range(count))
+        bare = rng.random() < 0.15  # a company whose records name no company fields at all
+        session.add_all(_record(rng, source_id, company_id, n, odd, bare) for n in range(count))
         taken = set()
         for _ in range(rng.randint(0, 3)):
             person = _stored_person(rng, company_id)
