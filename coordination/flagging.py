@@ -194,13 +194,7 @@ def _changed_by_time(
     earliest = since - dt.timedelta(days=rules.window_days)
     parameters = {"ids": company_ids, "earliest": earliest, "today": today}
     rows = _approach_rows(connection, _WINDOW_OF, parameters)
-    approaches = defaultdict(list)
-    stored_uncoordinated = set()
-    for approach_id, company_id, date, organisations, joint, coordinated in rows:
-        facts = ApproachFacts.stored(approach_id, date, _organisations(organisations), joint)
-        approaches[company_id].append(facts)
-        if not coordinated and date >= since:
-            stored_uncoordinated.add(company_id)
+    approaches, stored_uncoordinated = _facts_by_company(rows, since)
     checked_from = dt.datetime.combine(
         since - dt.timedelta(days=rules.lookup_valid_days + 1), dt.time(), dt.UTC
     )
@@ -245,19 +239,8 @@ def unchanged_since(
 
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
-    # facts by company, and the ids stored as uncoordinated (few); .all(): the driver makes the
-    # rows in one call, not one call per row, and they are unpacked as tuples (a row's
-    # attributes cost)
-    approaches = defaultdict(list)
-    stored_uncoordinated = defaultdict(set)
-    stored = ApproachFacts.stored
     rows = _approach_rows(connection, _APPROACHES_OF, {"ids": ids, "today": today})
-    for approach_id, company_id, date, organisations, joint, coordinated in rows:
-        approaches[company_id].append(
-            stored(approach_id, date, _organisations(organisations), joint)
-        )
-        if not coordinated:
-            stored_uncoordinated[company_id].add(approach_id)
+    approaches, stored_uncoordinated = _facts_by_company(rows)
     checks = defaultdict(list)
     for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):
         checks[company_id].append(CheckFacts(organisation, local_date(checked_at)))
@@ -291,6 +274,30 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
         mark_facts_changed(connection)
     _apply_flags(connection, created, updated)
     return len(created)
+
+
+_new_facts = tuple.__new__  # ApproachFacts is a named tuple
+
+
+def _facts_by_company(rows: list[tuple], since: dt.date = dt.date.min) -> tuple[dict, dict]:
+    """From ``_APPROACH_COLUMNS`` rows: each company's approaches as :class:`ApproachFacts`
+    (as ``ApproachFacts.stored`` makes them, written out: this runs for every approach an
+    evaluation reads), and the ids of those dated from ``since`` on stored as uncoordinated
+    (few)."""
+    approaches = defaultdict(list)
+    stored_uncoordinated = defaultdict(set)
+    decoded = _DECODED
+    for approach_id, company_id, date, text, joint, coordinated in rows:
+        organisations = decoded.get(text)
+        if organisations is None:
+            organisations = _organisations(text)
+        names_other = bool(joint and len(organisations) == 1)
+        approaches[company_id].append(
+            _new_facts(ApproachFacts, (approach_id, date, organisations, names_other))
+        )
+        if not coordinated and date >= since:
+            stored_uncoordinated[company_id].add(approach_id)
+    return approaches, stored_uncoordinated
 
 
 def _approach_rows(connection, statements: dict, parameters: dict) -> list[tuple]:
@@ -334,11 +341,19 @@ def _set_coordinated(connection, changes: list[dict]) -> None:
     connection.execute(_SET_FACTS_COORDINATED, changes)
 
 
-@functools.lru_cache(maxsize=4096)
+# An approach's organisations by their JSON text: a few hundred distinct texts (the
+# organisations and their joint combinations) recur on hundreds of thousands of approaches.
+_DECODED: dict[str, frozenset[str]] = {}
+
+
 def _organisations(text: str) -> frozenset[str]:
-    """An approach's organisations from their JSON text: a few hundred distinct texts (the
-    organisations and their joint combinations) recur on hundreds of thousands of approaches."""
-    return frozenset(json.loads(text))
+    """An approach's organisations from their JSON text, decoded once per distinct text."""
+    organisations = _DECODED.get(text)
+    if organisations is None:
+        if len(_DECODED) >= 4096:  # bounded, as the texts of a long-running process may grow
+            _DECODED.clear()
+        organisations = _DECODED[text] = frozenset(json.loads(text))
+    return organisations
 
 
 def _apply_flags(connection, created: list, updated: list) -> None:
