@@ -159,18 +159,37 @@ def companies_due(
     is uncoordinated, or is stored as uncoordinated (:func:`_changed_by_time`): an approach that
     falls due is later than every approach counted before it, so it changes no earlier
     approach's look-back window; when it is coordinated it joins no episode either, and the
-    evaluation stays the one stored."""
+    evaluation stays the one stored. A company whose flag a person acknowledged or resolved
+    from the day before ``since`` on is due all the same, as it was before this narrowing
+    (a resolved flag's approaches no longer count towards an episode)."""
     if since is None:
         return [
             company_id for company_id in all_company_ids(session) if company_id not in leave_out
         ]
     query = select(_APPROACH.c.company_id).where(_APPROACH.c.date.between(since, today))
-    dated = sorted(set(session.execute(query.distinct()).scalars()).difference(leave_out))
-    due = []
-    for start in range(0, len(dated), _WINDOW_CHUNK):
-        chunk = dated[start : start + _WINDOW_CHUNK]
-        due.extend(_changed_by_time(session.connection(), chunk, rules, today, since))
-    return due
+    dated = set(session.execute(query.distinct()).scalars()).difference(leave_out)
+    # a person acknowledged or resolved one of their flags (which evaluates nobody) since the
+    # day before ``since``: evaluated as every company with an approach falling due once was
+    acted = dated.intersection(_acted_on_since(session, since - dt.timedelta(days=1)))
+    rest = sorted(dated - acted)
+    due = set(acted)
+    for start in range(0, len(rest), _WINDOW_CHUNK):
+        chunk = rest[start : start + _WINDOW_CHUNK]
+        due.update(_changed_by_time(session.connection(), chunk, rules, today, since))
+    return sorted(due)
+
+
+def _acted_on_since(session: Session, day: dt.date) -> set[int]:
+    """The companies with a flag a person acknowledged or resolved from ``day`` on (UTC)."""
+    acted = (
+        select(_FLAG.c.company_id)
+        .join(_EVENT, _EVENT.c.flag_id == _FLAG.c.id)
+        .where(
+            _EVENT.c.at >= dt.datetime.combine(day, dt.time(), dt.UTC),
+            _EVENT.c.action.not_in(_RULES_ACTIONS),
+        )
+    )
+    return set(session.execute(acted).scalars())
 
 
 # Companies whose look-back windows are read in one statement (companies_due).
