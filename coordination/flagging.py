@@ -324,7 +324,8 @@ def _approach_rows(connection, statements: dict, parameters: dict) -> list[tuple
     psycopg straight from its cursor, in binary: SQLAlchemy's result makes a row object of each
     tuple, which cost the evaluation of a nightly sync's 126,000 approaches about 0.1 s of
     its 0.55 s. The statement runs in the connection's transaction, and the engine's
-    ``before_cursor_execute`` and ``after_cursor_execute`` events see it."""
+    ``before_cursor_execute`` and ``after_cursor_execute`` events see it; its errors are the
+    driver's (as :class:`coordination.db.DriverStatement`'s)."""
     if connection.dialect.driver != "psycopg":
         return connection.execute(statements[False], parameters).all()
     text = _driver_text(statements[True], connection.dialect)
