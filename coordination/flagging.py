@@ -159,18 +159,37 @@ def companies_due(
     is uncoordinated, or is stored as uncoordinated (:func:`_changed_by_time`): an approach that
     falls due is later than every approach counted before it, so it changes no earlier
     approach's look-back window; when it is coordinated it joins no episode either, and the
-    evaluation stays the one stored."""
+    evaluation stays the one stored. A company whose flag a person acknowledged or resolved
+    from the day before ``since`` on is due all the same, as it was before this narrowing
+    (a resolved flag's approaches no longer count towards an episode)."""
     if since is None:
         return [
             company_id for company_id in all_company_ids(session) if company_id not in leave_out
         ]
     query = select(_APPROACH.c.company_id).where(_APPROACH.c.date.between(since, today))
-    dated = sorted(set(session.execute(query.distinct()).scalars()).difference(leave_out))
-    due = []
-    for start in range(0, len(dated), _WINDOW_CHUNK):
-        chunk = dated[start : start + _WINDOW_CHUNK]
-        due.extend(_changed_by_time(session.connection(), chunk, rules, today, since))
-    return due
+    dated = set(session.execute(query.distinct()).scalars()).difference(leave_out)
+    # a person acknowledged or resolved one of their flags (which evaluates nobody) since the
+    # day before ``since``: evaluated as every company with an approach falling due once was
+    acted = dated.intersection(_acted_on_since(session, since - dt.timedelta(days=1)))
+    rest = sorted(dated - acted)
+    due = set(acted)
+    for start in range(0, len(rest), _WINDOW_CHUNK):
+        chunk = rest[start : start + _WINDOW_CHUNK]
+        due.update(_changed_by_time(session.connection(), chunk, rules, today, since))
+    return sorted(due)
+
+
+def _acted_on_since(session: Session, day: dt.date) -> set[int]:
+    """The companies with a flag a person acknowledged or resolved from ``day`` on (UTC)."""
+    acted = (
+        select(_FLAG.c.company_id)
+        .join(_EVENT, _EVENT.c.flag_id == _FLAG.c.id)
+        .where(
+            _EVENT.c.at >= dt.datetime.combine(day, dt.time(), dt.UTC),
+            _EVENT.c.action.not_in(_RULES_ACTIONS),
+        )
+    )
+    return set(session.execute(acted).scalars())
 
 
 # Companies whose look-back windows are read in one statement (companies_due).
@@ -194,13 +213,7 @@ def _changed_by_time(
     earliest = since - dt.timedelta(days=rules.window_days)
     parameters = {"ids": company_ids, "earliest": earliest, "today": today}
     rows = _approach_rows(connection, _WINDOW_OF, parameters)
-    approaches = defaultdict(list)
-    stored_uncoordinated = set()
-    for approach_id, company_id, date, organisations, joint, coordinated in rows:
-        facts = ApproachFacts.stored(approach_id, date, _organisations(organisations), joint)
-        approaches[company_id].append(facts)
-        if not coordinated and date >= since:
-            stored_uncoordinated.add(company_id)
+    approaches, stored_uncoordinated = _facts_by_company(rows, since)
     checked_from = dt.datetime.combine(
         since - dt.timedelta(days=rules.lookup_valid_days + 1), dt.time(), dt.UTC
     )
@@ -245,19 +258,8 @@ def unchanged_since(
 
 def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.date) -> int:
     connection = session.connection()
-    # facts by company, and the ids stored as uncoordinated (few); .all(): the driver makes the
-    # rows in one call, not one call per row, and they are unpacked as tuples (a row's
-    # attributes cost)
-    approaches = defaultdict(list)
-    stored_uncoordinated = defaultdict(set)
-    stored = ApproachFacts.stored
     rows = _approach_rows(connection, _APPROACHES_OF, {"ids": ids, "today": today})
-    for approach_id, company_id, date, organisations, joint, coordinated in rows:
-        approaches[company_id].append(
-            stored(approach_id, date, _organisations(organisations), joint)
-        )
-        if not coordinated:
-            stored_uncoordinated[company_id].add(approach_id)
+    approaches, stored_uncoordinated = _facts_by_company(rows)
     checks = defaultdict(list)
     for company_id, checked_at, organisation in connection.execute(_CHECKS_OF, {"ids": ids}):
         checks[company_id].append(CheckFacts(organisation, local_date(checked_at)))
@@ -293,12 +295,37 @@ def _evaluate_chunk(session: Session, ids: list[int], rules: Rules, today: dt.da
     return len(created)
 
 
+_new_facts = tuple.__new__  # ApproachFacts is a named tuple
+
+
+def _facts_by_company(rows: list[tuple], since: dt.date = dt.date.min) -> tuple[dict, dict]:
+    """From ``_APPROACH_COLUMNS`` rows: each company's approaches as :class:`ApproachFacts`
+    (as ``ApproachFacts.stored`` makes them, written out: this runs for every approach an
+    evaluation reads), and the ids of those dated from ``since`` on stored as uncoordinated
+    (few)."""
+    approaches = defaultdict(list)
+    stored_uncoordinated = defaultdict(set)
+    decoded = _DECODED
+    for approach_id, company_id, date, text, joint, coordinated in rows:
+        organisations = decoded.get(text)
+        if organisations is None:
+            organisations = _organisations(text)
+        names_other = bool(joint and len(organisations) == 1)
+        approaches[company_id].append(
+            _new_facts(ApproachFacts, (approach_id, date, organisations, names_other))
+        )
+        if not coordinated and date >= since:
+            stored_uncoordinated[company_id].add(approach_id)
+    return approaches, stored_uncoordinated
+
+
 def _approach_rows(connection, statements: dict, parameters: dict) -> list[tuple]:
     """The rows of ``statements[on psycopg]`` (``_APPROACHES_OF``, ``_WINDOW_OF``). On
     psycopg straight from its cursor, in binary: SQLAlchemy's result makes a row object of each
     tuple, which cost the evaluation of a nightly sync's 126,000 approaches about 0.1 s of
     its 0.55 s. The statement runs in the connection's transaction, and the engine's
-    ``before_cursor_execute`` and ``after_cursor_execute`` events see it."""
+    ``before_cursor_execute`` and ``after_cursor_execute`` events see it; its errors are the
+    driver's (as :class:`coordination.db.DriverStatement`'s)."""
     if connection.dialect.driver != "psycopg":
         return connection.execute(statements[False], parameters).all()
     text = _driver_text(statements[True], connection.dialect)
@@ -334,11 +361,19 @@ def _set_coordinated(connection, changes: list[dict]) -> None:
     connection.execute(_SET_FACTS_COORDINATED, changes)
 
 
-@functools.lru_cache(maxsize=4096)
+# An approach's organisations by their JSON text: a few hundred distinct texts (the
+# organisations and their joint combinations) recur on hundreds of thousands of approaches.
+_DECODED: dict[str, frozenset[str]] = {}
+
+
 def _organisations(text: str) -> frozenset[str]:
-    """An approach's organisations from their JSON text: a few hundred distinct texts (the
-    organisations and their joint combinations) recur on hundreds of thousands of approaches."""
-    return frozenset(json.loads(text))
+    """An approach's organisations from their JSON text, decoded once per distinct text."""
+    organisations = _DECODED.get(text)
+    if organisations is None:
+        if len(_DECODED) >= 4096:  # bounded, as the texts of a long-running process may grow
+            _DECODED.clear()
+        organisations = _DECODED[text] = frozenset(json.loads(text))
+    return organisations
 
 
 def _apply_flags(connection, created: list, updated: list) -> None:

@@ -181,14 +181,11 @@ def uncoordinated_ids(
     if looked_back is None:
         looked_back = _organisations_looked_back(approaches, rules.window_days)
     check_dates = _check_dates_by_organisation(checks)
-    # not joint (one organisation, naming no other), another organisation looked back at
-    # (the looked-back set not within the approach's), not checked in time
     return {
         approach.id
         for approach in approaches
-        if len(approach.organisations) == 1
-        and not approach.names_other
-        and not looked_back[approach.id] <= approach.organisations
+        if bool(looked_back[approach.id] - approach.organisations)
+        and not approach.is_joint
         and not _checked_in_time(approach, check_dates, rules.lookup_valid_days)
     }
 
@@ -289,27 +286,24 @@ def _organisations_looked_back(
     entered = left = 0
     window = dt.timedelta(days=window_days)
     result = {}
-    previous = None  # the previous approach's date: approaches of one day share the window
-    for approach_id, date, _, _ in ordered:
-        if date != previous:
-            previous = date
-            while ordered[entered].date < date:
-                for organisation in ordered[entered].organisations:
-                    count = in_window.get(organisation, 0)
-                    in_window[organisation] = count + 1
-                    moved = moved or count == 0
-                entered += 1
-            earliest = date - window
-            while left < entered and ordered[left].date < earliest:
-                for organisation in ordered[left].organisations:
-                    count = in_window[organisation] - 1
-                    in_window[organisation] = count
-                    moved = moved or count == 0
-                left += 1
-            if moved:
-                present = frozenset(org for org, count in in_window.items() if count > 0)
-                moved = False
-        result[approach_id] = present
+    for approach in ordered:
+        while ordered[entered].date < approach.date:
+            for organisation in ordered[entered].organisations:
+                count = in_window.get(organisation, 0)
+                in_window[organisation] = count + 1
+                moved = moved or count == 0
+            entered += 1
+        earliest = approach.date - window
+        while left < entered and ordered[left].date < earliest:
+            for organisation in ordered[left].organisations:
+                count = in_window[organisation] - 1
+                in_window[organisation] = count
+                moved = moved or count == 0
+            left += 1
+        if moved:
+            present = frozenset(org for org, count in in_window.items() if count > 0)
+            moved = False
+        result[approach.id] = present
     return result
 
 

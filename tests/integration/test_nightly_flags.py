@@ -254,8 +254,8 @@ def _approach(session: Session, key: int, company_id: int, day: dt.date, *orgs, 
 
 def test_a_company_is_due_when_an_approach_falling_due_is_or_was_uncoordinated(engine):
     """The edges of what decides a company due: the look-back window (inclusive), the
-    prior-contact check's days (inclusive, as a local date), joint approaches, and an approach
-    stored as uncoordinated."""
+    prior-contact check's days (inclusive, as a local date), joint approaches, an approach
+    stored as uncoordinated, and a flag a person resolved."""
     a, b = ORGANISATIONS[0], ORGANISATIONS[1]
     today = dt.date(2026, 3, 10)
     since = today - dt.timedelta(days=1)
@@ -273,6 +273,7 @@ def test_a_company_is_due_when_an_approach_falling_due_is_or_was_uncoordinated(e
             "stored uncoordinated",
             "planned later",
             "same day",
+            "flag resolved",
         ):
             companies[name] = session.execute(
                 insert(Company)
@@ -316,11 +317,25 @@ def test_a_company_is_due_when_an_approach_falling_due_is_or_was_uncoordinated(e
         _approach(session, 17, c["planned later"], today, a)
         _approach(session, 18, c["same day"], today, a)
         _approach(session, 19, c["same day"], today, b)
+        _approach(session, 20, c["flag resolved"], days(5), a)
+        _approach(session, 21, c["flag resolved"], today, a)
+        flag_id = session.execute(
+            insert(Flag)
+            .values(
+                company_id=c["flag resolved"],
+                raised_on=days(200),
+                organisations=[a, b],
+                approach_ids=[],
+            )
+            .returning(Flag.id)
+        ).scalar_one()
+        act_on_flag(session, flag_id, "resolve", "handled", "coordinator", None, today)
         due = companies_due(session, today, since, RULES)
         session.rollback()
     names = {company_id: name for name, company_id in companies.items()}
     assert sorted(names[company_id] for company_id in due) == [
         "checked too early",
+        "flag resolved",
         "stored uncoordinated",
         "window edge",
     ]
