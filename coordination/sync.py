@@ -14,6 +14,11 @@ nothing and duplicates nothing: the next run first rebuilds the companies still 
 ``dirtycompany`` whole (and evaluates them at its end), then re-reads from the last committed
 cursor, and re-read records are recognised by their content hash. One failing source does not
 stop the others.
+
+Each source is read in a reader process (``coordination.sync_reader``): its connector and the
+database-free half of storing a batch (``ingest.read_batch``) run there one batch ahead, on the
+second core, while this process stores the batch before; the cursor still commits here, with
+its batch.
 """
 
 from __future__ import annotations
