@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from sqlalchemy import BindParameter, Connection, Engine, any_, bindparam, create_engine, event
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
@@ -157,3 +167,20 @@ def among(session: Session, column, values: list):
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+@contextlib.contextmanager
+def local_settings(connection: Connection, settings: Mapping[str, str]) -> Iterator[None]:
+    """PostgreSQL ``settings`` while the block runs, in the transaction only (``set_config``'s
+    local form); nothing on SQLite. Left as they are if the block fails: the transaction is
+    rolled back, and they with it."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    names = list(settings)
+    before = connection.execute(select(*(func.current_setting(name) for name in names))).one()
+    connection.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
+    yield
+    connection.execute(
+        select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True)))
+    )

@@ -23,7 +23,6 @@ sync:
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -57,7 +56,7 @@ from sqlmodel import Session
 
 from connectors.base import CompanyRef, PersonRef
 from coordination.copy_rows import bulk_insert, insert_rows
-from coordination.db import among, int_list
+from coordination.db import among, int_list, local_settings
 from coordination.identity.contacts import contact_key
 from coordination.identity.normalise import (
     normalise_company_name,
@@ -896,22 +895,6 @@ _UPDATE_PERSON = (
 _DECIDING_SETTINGS = {"jit": "off", "work_mem": "64MB"}
 
 
-@contextlib.contextmanager
-def _settings(connection, settings: Mapping[str, str]) -> Iterator[None]:
-    """``settings`` while the block runs (PostgreSQL), in the transaction only. Left as they
-    are if the block fails: the transaction is rolled back, and they with it."""
-    if connection.dialect.name != "postgresql":
-        yield
-        return
-    names = list(settings)
-    before = connection.execute(select(*(func.current_setting(name) for name in names))).one()
-    connection.execute(select(*(func.set_config(n, v, True) for n, v in settings.items())))
-    yield
-    connection.execute(
-        select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True)))
-    )
-
-
 class _PersonGroup(NamedTuple):
     """The records of one company that spell a person alike: their fields, and the (date, id)
     of the first and of the last of them."""
@@ -933,7 +916,7 @@ def refresh_companies(session: Session, company_ids: Iterable[int]) -> None:
     connection = session.connection()
     deciding: dict[int, list] = defaultdict(list)
     groups: dict[int, dict[tuple, list]] = defaultdict(dict)
-    with _settings(connection, _DECIDING_SETTINGS):
+    with local_settings(connection, _DECIDING_SETTINGS):
         # .all(): the driver makes the rows in one call, not one call per row
         rows = connection.execute(_DECIDING_RECORDS, {"ids": ids}).all()
     for row in rows:

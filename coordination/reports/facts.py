@@ -52,7 +52,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
-from coordination.db import int_list
+from coordination.db import int_list, local_settings
 from coordination.models import (
     Approach,
     ApproachOrganisation,
@@ -99,7 +99,7 @@ def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = N
         return
     ids = sorted(set(company_ids))
     session.flush()  # the statements below bypass the session: it must not hold back changes
-    with _refresh_settings(session):
+    with local_settings(session.connection(), _REFRESH_SETTINGS):
         for start in range(0, len(ids), _CHUNK):
             chunk = {"ids": ids[start : start + _CHUNK]}
             with _changed_rows(session, _CHANGED_NEEDS, _NEED_CHANGES, chunk):
@@ -366,22 +366,6 @@ _APPROACH_CHANGES = _changes(
 # a plan cost these statements reach, about 0.1 s a statement at 2,000,000 approaches); and the
 # default work_mem (4 MB) sorts and groups a chunk's facts on disk.
 _REFRESH_SETTINGS = {"jit": "off", "work_mem": "64MB"}
-
-
-@contextlib.contextmanager
-def _refresh_settings(session: Session) -> Iterator[None]:
-    """:data:`_REFRESH_SETTINGS` while the block runs (PostgreSQL), in the transaction only.
-    Left as they are if the block fails: the transaction is rolled back, and they with it."""
-    if session.get_bind().dialect.name != "postgresql":
-        yield
-        return
-    names = list(_REFRESH_SETTINGS)
-    before = session.execute(select(*(func.current_setting(name) for name in names))).one()
-    session.execute(select(*(func.set_config(n, v, True) for n, v in _REFRESH_SETTINGS.items())))
-    yield
-    session.execute(
-        select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True)))
-    )
 
 
 @contextlib.contextmanager
