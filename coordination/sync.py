@@ -15,10 +15,11 @@ nothing and duplicates nothing: the next run first rebuilds the companies still 
 cursor, and re-read records are recognised by their content hash. One failing source does not
 stop the others.
 
-Each source is read in a reader process (``coordination.sync_reader``): its connector and the
-database-free half of storing a batch (``ingest.read_batch``) run there one batch ahead, on the
-second core, while this process stores the batch before; the cursor still commits here, with
-its batch.
+A source's first read (its whole history) goes through a reader process
+(``coordination.sync_reader``): its connector and the database-free half of storing a batch
+(``ingest.read_batch``) run there one batch ahead, on the second core, while this process
+stores the batch before; the cursor still commits here, with its batch. Later reads (a night's
+delta) are read in this process, where a fork would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ class SyncEngine:
         stop: threading.Event | None = None,
         reader_process: bool = True,
     ) -> None:
-        """``reader_process``: each source's connector and the database-free half of storing
-        run in a child process, alongside the storing of the batch before
+        """``reader_process``: a source's first read runs its connector and the database-free
+        half of storing in a child process, alongside the storing of the batch before
         (``coordination.sync_reader``); False reads in this process, as a connector that
         shares state with its caller needs."""
         self.engine = engine

@@ -123,6 +123,8 @@ def _synced(template_url: str, folder: Path, in_process: bool, monkeypatch) -> t
     with monkeypatch.context() as patch:
         if in_process:
             patch.setattr(sync_reader, "fork_available", lambda: False)
+        else:  # the second delivery too, not only each source's first read
+            patch.setattr(sync_reader, "worth_a_process", lambda state: True)
         with sample_world(template_url, folder) as world:
             write_jobcenter_exports(world.drops)
             first = sync(world.config, world.engine)
@@ -169,3 +171,31 @@ def test_an_error_in_a_reader_process_fails_its_source_with_the_connector_error(
     assert "still failing after 2 retries: HTTP 500" in failed.error
     assert failed.counts.new == 10  # the page before the fault was stored
     assert all(o.status == "succeeded" for name, o in by_name.items() if name != failed.name)
+
+
+def test_only_a_sources_first_read_forks_a_reader_process(_migrated_url, tmp_path, monkeypatch):
+    forked: list[str] = []
+    real_context = sync_reader.multiprocessing.get_context
+
+    def counting_context(method):
+        context = real_context(method)
+
+        class Counted(context.Process):
+            def start(self):
+                forked.append(self.name)
+                super().start()
+
+        return type("Context", (), {"Pipe": context.Pipe, "Process": Counted})()
+
+    monkeypatch.setattr(sync_reader.multiprocessing, "get_context", counting_context)
+    with sample_world(_migrated_url, tmp_path) as world:
+        write_jobcenter_exports(world.drops)
+        first = sync(world.config, world.engine)
+        after_first = list(forked)
+        _change_deliveries(world, seed=7)
+        second = sync(world.config, world.engine)
+    names = sorted(f"sync-reader-{o.name}" for o in first.outcomes)
+    assert sorted(after_first) == names  # one reader for each source's whole history
+    assert forked == after_first  # a night's delta is read in process
+    assert sum(o.counts.fetched for o in second.outcomes) > 0
+    assert all(o.status == "succeeded" for o in second.outcomes)
