@@ -728,22 +728,23 @@ class _Union(AbstractSet):
 #   (newest last) gives every field the merge over all records gives, and their first records
 #   the order in which the persons first appear (:func:`_refresh_contacts`).
 #
+# What the refresh reads of a record besides its contact person.
+_RECORD_FACTS = (
+    _RECORD.c.id.label("record_id"),
+    _RECORD.c.company_id,
+    _RECORD.c.cvr,
+    _RECORD.c.company_name.label("name"),
+    _RECORD.c.address,
+    _RECORD.c.postcode,
+    _RECORD.c.city,
+    _RECORD.c.approach_date,
+    _RECORD.c.modified_at,
+)
 # The contact person is taken out of each payload once, in a subquery that OFFSET 0 keeps the
 # planner from merging into the outer one (merged, each of the three fields parsed the whole
 # payload again: on PostgreSQL 15 µs of a record's refresh, 5 without).
 _PERSON_OF = (
-    select(
-        _RECORD.c.id.label("record_id"),
-        _RECORD.c.company_id,
-        _RECORD.c.cvr,
-        _RECORD.c.company_name.label("name"),
-        _RECORD.c.address,
-        _RECORD.c.postcode,
-        _RECORD.c.city,
-        _RECORD.c.approach_date,
-        _RECORD.c.modified_at,
-        _RECORD.c.payload["contact_person"].label("person"),
-    )
+    select(*_RECORD_FACTS, _RECORD.c.payload["contact_person"].label("person"))
     .where(_RECORD.c.company_id.in_(_IDS))
     .offset(0)
     .subquery()
@@ -840,18 +841,7 @@ def _deciding_records():
 
 _DECIDING_RECORDS = select(*_deciding_records().subquery().c, _NO_P_NUMBER)
 # All of a company's records, for the rare company whose deciding records hold a blank value.
-_FACTS_OF_COMPANIES = select(
-    _RECORD.c.id.label("record_id"),
-    _RECORD.c.company_id,
-    _RECORD.c.cvr,
-    _RECORD.c.company_name.label("name"),
-    _RECORD.c.address,
-    _RECORD.c.postcode,
-    _RECORD.c.city,
-    _RECORD.c.approach_date,
-    _RECORD.c.modified_at,
-    _NO_P_NUMBER,
-).where(_RECORD.c.company_id.in_(_IDS))
+_FACTS_OF_COMPANIES = select(*_RECORD_FACTS, _NO_P_NUMBER).where(_RECORD.c.company_id.in_(_IDS))
 _DISPLAYED = ("name", "name_key", "address", "postcode", "city", "municipality_code")
 _HAS_RECORDS = exists().where(_RECORD.c.company_id == _COMPANY.c.id).label("has_records")
 _DISPLAY_OF_COMPANIES = select(
