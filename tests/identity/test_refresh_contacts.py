@@ -46,8 +46,8 @@ def _records(source_id: int, company_id: int) -> list[SourceRecord]:
     ]
 
 
-def _company_with_records(session) -> int:
-    """A company with the records of ``_records`` from one source; its id."""
+def source_and_company(session) -> tuple[int, int]:
+    """A jobcentre's source and a company with no records yet: their ids."""
     organisation = Organisation(name="Jobcenter Aarhus", name_key="jobcenter aarhus", type="x")
     session.add(organisation)
     session.flush()
@@ -55,8 +55,14 @@ def _company_with_records(session) -> int:
     company = Company(name="Holm Byg", name_key="holm byg")
     session.add_all([source, company])
     session.flush()
-    session.add_all(_records(source.id, company.id))
-    return company.id
+    return source.id, company.id
+
+
+def _company_with_records(session) -> int:
+    """A company with the records of ``_records`` from one source; its id."""
+    source_id, company_id = source_and_company(session)
+    session.add_all(_records(source_id, company_id))
+    return company_id
 
 
 def test_contact_persons_are_merged_from_the_records_and_anonymised_ones_stay(engine):

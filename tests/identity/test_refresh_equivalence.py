@@ -33,6 +33,7 @@ from coordination.identity.normalise import (
 from coordination.identity.survivorship import CompanyFacts, display_fields
 from coordination.linking import municipality_code, refresh_companies
 from coordination.models import Company, ContactPerson, Organisation, Source, SourceRecord
+from tests.identity.test_refresh_contacts import source_and_company
 
 VALID_CVRS = ["12345674", "10150817", "25313763"]
 NAMES = ["Holm Byg ApS", "HOLM BYG", "Holm Byg A/S", "Møller & Søn", None]
@@ -286,17 +287,11 @@ def test_the_refresh_reads_only_deciding_records(engine):
     """A company with a long history of alike records: the refresh is sent a handful of rows,
     not its history (and still derives what the definition derives)."""
     with session_scope(engine) as session:
-        organisation = Organisation(name="Jobcenter Aarhus", name_key="jobcenter aarhus", type="x")
-        session.add(organisation)
-        session.flush()
-        source = Source(name="s", kind="csv_drop", organisation_id=organisation.id)
-        company = Company(name="Holm Byg", name_key="holm byg")
-        session.add_all([source, company])
-        session.flush()
+        source_id, company_id = source_and_company(session)
         person = {"name": "Anne Holm", "email": "anne@holm.dk", "phone": None}
         session.add_all(
             SourceRecord(
-                source_id=source.id,
+                source_id=source_id,
                 external_id=f"r{n}",
                 content_hash="x",
                 status="completed",
@@ -306,11 +301,10 @@ def test_the_refresh_reads_only_deciding_records(engine):
                 address="Vestergade 1",
                 city="Aarhus C",
                 payload={"raw": {}, "contact_person": person},
-                company_id=company.id,
+                company_id=company_id,
             )
             for n in range(200)
         )
-        company_id = company.id
     with Session(engine) as session:
         deciding = session.connection().execute(linking._DECIDING_RECORDS, {"ids": [company_id]})
         # the newest record (all display fields), the person's first and last record
