@@ -222,6 +222,7 @@ def sync_step(
         profiler.dump_stats(profile_path)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    _end_fork_server()
     reader_cpu_seconds = _children_cpu() - readers_started
     server_cpu_seconds = server.since(server_started, server.snapshot())
     engine.dispose()
@@ -234,7 +235,8 @@ def sync_step(
         "records_per_second": totals.get("fetched", 0) / seconds if seconds else 0.0,
         "cpu_seconds": cpu_seconds,
         "server_cpu_seconds": server_cpu_seconds,
-        # the sources' reader processes (``coordination.sync_reader``), ended by now
+        # the sources' reader processes (``coordination.sync_reader``) and their fork server,
+        # ended by now
         "reader_cpu_seconds": reader_cpu_seconds,
         "reader_cpu_ms_per_record": 1000 * reader_cpu_seconds / totals["fetched"]
         if totals.get("fetched")
@@ -258,6 +260,15 @@ def sync_step(
         # for the nightly job's flags step, which leaves out what the sync has just evaluated
         "evaluated": dataclasses.replace(result, outcomes=[]),  # popped before printing
     }
+
+
+def _end_fork_server() -> None:
+    """Ends the fork server the sources' readers were forked from (``coordination.sync_reader``)
+    and waits for it: only then are the readers' CPU time and peak memory (the server's children,
+    ended and waited for by it) this process's children's."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # no public way; the standard library's own tests do this
 
 
 def _children_cpu() -> float:

@@ -151,9 +151,10 @@ class AdvisoryLock(SyncLock):
             connection.close()
 
 
-# The descriptors of the FileLocks this process holds. A forked child (a sync's reader
-# process) closes its copies at once: the lock's open file, shared with the child, would
-# otherwise stay locked after the holder dies until the child has ended too.
+# The descriptors of the FileLocks this process holds. A forked child closes its copies at
+# once: the lock's open file, shared with the child, would otherwise stay locked after the
+# holder dies until the child has ended too. (The sync's readers are not forked from the
+# syncing process, but a process that holds the lock may still fork.)
 _HELD_FDS: set[int] = set()
 
 

@@ -19,7 +19,7 @@ A source's first read (its whole history) goes through a reader process
 (``coordination.sync_reader``): its connector and the database-free half of storing a batch
 (``ingest.read_batch``) run there one batch ahead, on the second core, while this process
 stores the batch before; the cursor still commits here, with its batch. Later reads (a night's
-delta) are read in this process, where a fork would cost more than it saves.
+delta) are read in this process, where a reader's start would cost more than it saves.
 """
 
 from __future__ import annotations

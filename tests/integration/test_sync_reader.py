@@ -11,15 +11,21 @@ moments the run itself took (sighting times, run times).
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import random
+import re
 from pathlib import Path
 
 import pytest
+from marshmallow import Schema
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
 import coordination.models  # noqa: F401  (registers every table)
+from connectors.base import Batch, Connector, SourceSettings
 from coordination import sync_reader
+from coordination.config import SourceConfig
 from coordination.models import ApproachRecord
 from tests.integration.conftest import (
     AARHUS,
@@ -175,19 +181,13 @@ def test_an_error_in_a_reader_process_fails_its_source_with_the_connector_error(
 
 def test_only_a_sources_first_read_forks_a_reader_process(_migrated_url, tmp_path, monkeypatch):
     forked: list[str] = []
-    real_context = sync_reader.multiprocessing.get_context
+    real_start = sync_reader.start_reader
 
-    def counting_context(method):
-        context = real_context(method)
+    def counting_start(sc, *args):
+        forked.append(f"sync-reader-{sc.name}")
+        return real_start(sc, *args)
 
-        class Counted(context.Process):
-            def start(self):
-                forked.append(self.name)
-                super().start()
-
-        return type("Context", (), {"Pipe": context.Pipe, "Process": Counted})()
-
-    monkeypatch.setattr(sync_reader.multiprocessing, "get_context", counting_context)
+    monkeypatch.setattr(sync_reader, "start_reader", counting_start)
     with sample_world(_migrated_url, tmp_path) as world:
         write_jobcenter_exports(world.drops)
         first = sync(world.config, world.engine)
@@ -199,3 +199,34 @@ def test_only_a_sources_first_read_forks_a_reader_process(_migrated_url, tmp_pat
     assert forked == after_first  # a night's delta is read in process
     assert sum(o.counts.fetched for o in second.outcomes) > 0
     assert all(o.status == "succeeded" for o in second.outcomes)
+
+
+class _TellingConnector(Connector):
+    """Logs where it reads (its process and that process's parent), then delivers nothing.
+    At module level: the reader process imports it by name."""
+
+    kind = "telling"
+    options_schema = Schema
+
+    def read(self, state):
+        logging.getLogger("connectors.telling").warning(
+            "reading in %d, a child of %d.", os.getpid(), os.getppid()
+        )
+        logging.getLogger("connectors.telling").debug("below the syncing process's level")
+        yield Batch(records=[], rejected=[], state={"read": True})
+
+
+def test_a_reader_is_forked_from_the_fork_server_and_logs_in_the_syncing_process(caplog):
+    settings = SourceSettings("telling", {}, {})
+    sc = SourceConfig("telling", "telling", "Org", "jobcenter", None, settings)
+    registry = {"telling": _TellingConnector}
+    with caplog.at_level(logging.INFO):
+        batches = list(sync_reader.read_batches(sc, registry, None, source_id=1))
+    assert [batch.state for batch in batches] == [{"read": True}]
+    [record] = [r for r in caplog.records if r.name == "connectors.telling"]
+    assert record.levelno == logging.WARNING
+    reader, its_parent = map(int, re.findall(r"\d+", record.getMessage()))
+    # Neither in this process nor forked from it: a fork of a large syncing process would keep
+    # copies of the pages it writes while the reader lives.
+    assert reader != os.getpid()
+    assert its_parent not in (os.getpid(), 1)
