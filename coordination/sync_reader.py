@@ -18,8 +18,9 @@ from the syncing process itself: a reader forked from the syncing process kept a
 of every page the syncing process wrote while it read (copy on write), most of a large first
 load's memory (420 MB summed at 1,021,261 records against 275 MB without readers). The
 fork server also spares the syncing process a fork from a thread (the scheduler's, a web
-worker's), which Python 3.12 warns of. Where there is no fork server, and for every read after
-a source's first (:func:`worth_a_process`), the batches are read in process.
+worker's), which Python 3.12 warns of. Where there is no fork server, for a connector that
+cannot be sent to a reader (logged), and for every read after a source's first
+(:func:`worth_a_process`), the batches are read in process.
 """
 
 from __future__ import annotations
@@ -71,11 +72,16 @@ def read_batches(
 ) -> Iterator[ReadBatch]:
     """The source's batches from ``state`` on, each in its stored form (``read_batch``)."""
     if in_process or not fork_available() or not worth_a_process(state):
-        connector = sc.build_connector(registry)
-        for batch in connector.read(state):
-            yield read_batch(source_id, batch)
+        yield from _read_here(sc, registry, state, source_id)
         return
-    child, receiving = start_reader(sc, registry, state, source_id)
+    try:
+        child, receiving = start_reader(sc, registry, state, source_id)
+    except _CANNOT_START as exc:
+        # A region's own connector whose class or settings cannot be sent to another process
+        # still reads, only without the second core.
+        log.warning("source %s is read without a reader process: %r", sc.name, exc)
+        yield from _read_here(sc, registry, state, source_id)
+        return
     try:
         while True:
             try:
@@ -101,6 +107,20 @@ def read_batches(
         child.join()
 
 
+def _read_here(
+    sc: SourceConfig, registry: Mapping[str, type[Connector]], state: Any, source_id: int
+) -> Iterator[ReadBatch]:
+    connector = sc.build_connector(registry)
+    for batch in connector.read(state):
+        yield read_batch(source_id, batch)
+
+
+# What starting a reader raises when the connector's class, its settings or its state cannot be
+# pickled (a class defined in a function, a lock or an open file among the settings), or the
+# fork server could not be started.
+_CANNOT_START = (pickle.PicklingError, TypeError, AttributeError, OSError, EOFError)
+
+
 def start_reader(
     sc: SourceConfig, registry: Mapping[str, type[Connector]], state: Any, source_id: int
 ):
@@ -113,8 +133,13 @@ def start_reader(
         name=f"sync-reader-{sc.name}",
         daemon=True,
     )
-    child.start()
-    sending.close()
+    try:
+        child.start()
+    except BaseException:
+        receiving.close()
+        raise
+    finally:
+        sending.close()
     return child, receiving
 
 

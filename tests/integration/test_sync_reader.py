@@ -230,3 +230,19 @@ def test_a_reader_is_forked_from_the_fork_server_and_logs_in_the_syncing_process
     # copies of the pages it writes while the reader lives.
     assert reader != os.getpid()
     assert its_parent not in (os.getpid(), 1)
+
+
+def test_a_connector_that_cannot_be_sent_to_a_reader_is_read_in_the_syncing_process(caplog):
+    class Local(_TellingConnector):  # a class defined in a function cannot be pickled
+        kind = "local"
+
+    settings = SourceSettings("local", {}, {})
+    sc = SourceConfig("local", "local", "Org", "jobcenter", None, settings)
+    with caplog.at_level(logging.INFO):
+        batches = list(sync_reader.read_batches(sc, {"local": Local}, None, source_id=1))
+    assert [batch.state for batch in batches] == [{"read": True}]
+    [fallback] = [r for r in caplog.records if r.name == "coordination.sync_reader"]
+    assert "source local is read without a reader process" in fallback.getMessage()
+    [told] = [r for r in caplog.records if r.name == "connectors.telling"]
+    reader, _ = map(int, re.findall(r"\d+", told.getMessage()))
+    assert reader == os.getpid()
