@@ -32,6 +32,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     bindparam,
     case,
     cast,
@@ -398,7 +399,31 @@ _APPROACH_BOUNDS = _temporary(
     Column("day", Date),
 )
 _S = _SINCE.c
-_OF_CHUNK = (Approach.company_id.in_(int_list()), Company.id.in_(int_list()))
+# The approaches of companies of the chunk (``ids``) from their ``since`` on, found first on
+# their own: in one statement with the joins of the facts PostgreSQL looks the approaches up by
+# company alone and filters the whole histories by day, and joined with ``facts_since`` (some
+# thousand rows) it may hash the whole approach table. PostgreSQL: a lateral look-up by company
+# and day per company; SQLite looks up the index on both by itself.
+_RECENT = _temporary("facts_recent", Column("id", Integer, primary_key=True))
+_OF_SINCE = (Approach.company_id == _S.company_id, Approach.date >= _S.since)
+_RECENT_LATERAL = select(Approach.id).where(*_OF_SINCE).lateral("recent")
+_FILL_RECENT = {
+    "postgresql": insert(_RECENT).from_select(
+        ["id"],
+        select(_RECENT_LATERAL.c.id)
+        .select_from(_SINCE.join(_RECENT_LATERAL, true()))
+        .where(_S.company_id.in_(int_list())),
+    ),
+    "sqlite": insert(_RECENT).from_select(
+        ["id"],
+        select(Approach.id)
+        .select_from(_SINCE.join(Approach, and_(*_OF_SINCE)))
+        .where(_S.company_id.in_(int_list())),
+    ),
+}
+_FORGET_RECENT = delete(_RECENT).where(
+    _RECENT.c.id.in_(select(Approach.id).where(Approach.company_id.in_(int_list())))
+)
 
 
 def _stored_of_chunk(table: Table) -> Select:
@@ -451,12 +476,16 @@ _MOVED = union(
     select(_STORED_NEEDS.c.company_id)
     .join(_COMPANY, _COMPANY.c.id == _STORED_NEEDS.c.company_id)
     .where(
+        _COMPANY.c.id.in_(int_list()),
         _STORED_NEEDS.c.municipality_code.is_distinct_from(_COMPANY.c.municipality_code)
-        | _STORED_NEEDS.c.industry_section.is_distinct_from(_COMPANY.c.industry_section)
+        | _STORED_NEEDS.c.industry_section.is_distinct_from(_COMPANY.c.industry_section),
     ),
     select(_APPROACH_BOUNDS.c.company_id)
     .join(_COMPANY, _COMPANY.c.id == _APPROACH_BOUNDS.c.company_id)
-    .where(_APPROACH_BOUNDS.c.municipality_code.is_distinct_from(_COMPANY.c.municipality_code)),
+    .where(
+        _COMPANY.c.id.in_(int_list()),
+        _APPROACH_BOUNDS.c.municipality_code.is_distinct_from(_COMPANY.c.municipality_code),
+    ),
 )
 _DERIVE_WHOLE = update(_SINCE).where(_S.company_id.in_(int_list())).values(since=_WHOLE)
 
@@ -464,12 +493,7 @@ _DERIVE_WHOLE = update(_SINCE).where(_S.company_id.in_(int_list())).values(since
 def _needs_since() -> Select:
     """The need facts of the chunk from each company's ``since`` on, derived, and the stored
     rows before it of :data:`_STORED_NEEDS` with their ``*_after`` marks following."""
-    live = (
-        live_needs()
-        .join(_SINCE, _S.company_id == Approach.company_id)
-        .where(*_OF_CHUNK, Approach.date >= _S.since)
-        .subquery("live")
-    )
+    live = live_needs().join(_RECENT, _RECENT.c.id == Approach.id).subquery("live")
     marks = [f"{key}_before" for key in _KEYS] + list(_FIRSTS.values())
     marks += [f"{key}_after" for key in _KEYS]
     stored = _STORED_NEEDS.c
@@ -515,12 +539,7 @@ def _needs_since() -> Select:
 def _approaches_since() -> Select:
     """The approach facts of the chunk from each company's ``since`` on, derived after the last
     day of each organisation's rows before it (:data:`_APPROACH_BOUNDS`)."""
-    live = (
-        live_approaches()
-        .join(_SINCE, _S.company_id == Approach.company_id)
-        .where(*_OF_CHUNK, Approach.date >= _S.since)
-        .subquery("live")
-    )
+    live = live_approaches().join(_RECENT, _RECENT.c.id == Approach.id).subquery("live")
     bounds = _APPROACH_BOUNDS.c
     fresh = select(*live.c, true().label("fresh"))
     kept = select(
@@ -564,18 +583,22 @@ def _refresh_chunk(session: Session, since: dict[int, dt.date]) -> None:
     """Refresh the facts of the companies of ``since`` (company id -> the day to derive from)."""
     connection = session.connection()
     chunk = {"ids": sorted(since)}
-    with _temporary_tables(connection, _SINCE, _STORED_NEEDS, _STORED_APPROACHES, _APPROACH_BOUNDS):
+    with _temporary_tables(
+        connection, _SINCE, _RECENT, _STORED_NEEDS, _STORED_APPROACHES, _APPROACH_BOUNDS
+    ):
         days = [{"company_id": cid, "since": day} for cid, day in since.items()]
         connection.execute(insert(_SINCE), days)
-        for fill in _FILL:
-            connection.execute(fill, chunk)
-        moved = [cid for cid in connection.execute(_MOVED).scalars() if since[cid] != _WHOLE]
-        if moved:  # rare: derived whole instead
-            connection.execute(_DERIVE_WHOLE, {"ids": sorted(moved)})
+        analyse_tables(connection, [_SINCE.name])
+        _fill(connection, chunk)
+        moved = [cid for cid in connection.execute(_MOVED, chunk).scalars() if since[cid] != _WHOLE]
+        if moved:  # a few a night: derived whole instead
+            part = {"ids": sorted(moved)}
+            connection.execute(_DERIVE_WHOLE, part)
+            connection.execute(_FORGET_RECENT, part)
             for table in (_STORED_NEEDS, _STORED_APPROACHES, _APPROACH_BOUNDS):
-                connection.execute(delete(table))
-            for fill in _FILL:
-                connection.execute(fill, chunk)
+                connection.execute(delete(table).where(table.c.company_id.in_(int_list())), part)
+            _fill(connection, part)
+        analyse_tables(connection, [_RECENT.name])
         with _changed_rows(session, _CHANGED_NEEDS, _NEED_CHANGES, chunk):
             old = _sums_of(session, _facts(_CHANGED_NEEDS, stored=True))
             new = _sums_of(session, _facts(_CHANGED_NEEDS, stored=False))
@@ -583,6 +606,13 @@ def _refresh_chunk(session: Session, since: dict[int, dt.date]) -> None:
             _add_month_sums(session, old, new)
         with _changed_rows(session, _CHANGED_APPROACHES, _APPROACH_CHANGES, chunk):
             _replace(session, _APPROACH_FACT, _CHANGED_APPROACHES)
+
+
+def _fill(connection, companies: dict) -> None:
+    """Fill the temporary tables for the ``companies["ids"]`` of the chunk."""
+    fill_recent = _FILL_RECENT.get(connection.dialect.name, _FILL_RECENT["sqlite"])
+    for statement in (fill_recent, *_FILL):
+        connection.execute(statement, companies)
 
 
 @contextlib.contextmanager
