@@ -11,7 +11,12 @@ reads whole months as sums and only the days of partial months at the ends of a 
 The facts are derived data: :func:`refresh_report_facts` rebuilds the rows of the companies it
 is given from the approaches, needs and companies as they are stored. Whatever changes a
 company's approaches, the needs of its records or its municipality or industry must call it for
-that company afterwards, in the same transaction. Until the facts have been built once
+that company afterwards, in the same transaction. A caller that knows the earliest day from
+which a company's approaches or their needs changed (the sync: the first day of the company's
+rebuild window) passes it as ``since``, and only the company's facts from that day on are
+derived again (a night's changes lie in the last days of histories of years); the others are
+derived whole, and so is a company whose municipality or industry changed (it is not dated:
+the refresh finds it in the stored facts). Until the facts have been built once
 (``reportfactstate`` has its row) the reports count from the approaches directly
 (:func:`expressed_needs`), so a database whose facts were never built still reports correctly.
 Every change of the facts (also the flag evaluation's of ``coordinated``) is noted in
