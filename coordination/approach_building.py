@@ -186,10 +186,14 @@ _MIN_MARGIN = dt.timedelta(days=31)
 @dataclasses.dataclass(frozen=True)
 class Window:
     """What to re-derive of one company: its counting records dated in the window and its
-    stored approaches dated in it (both empty: nothing)."""
+    stored approaches dated in it (both empty: nothing). ``since``: the window's first day
+    (None when it is empty): nothing of the company's approaches before it changes, nor did
+    anything of the records changed since its last rebuild (the report facts' refresh derives
+    the company from that day on)."""
 
     record_ids: tuple[int, ...]
     approach_ids: tuple[int, ...]
+    since: dt.date | None = None
 
 
 def plan_rebuild(
@@ -338,6 +342,7 @@ def _window(
     window = Window(
         tuple(record_id for date, record_id in records if inside(date)),
         tuple(approach_id for approach_id, date in approaches.items() if inside(date)),
+        spans[0][0],
     )
     return window, (spans[0][0], spans[-1][1])
 

@@ -179,6 +179,8 @@ class SyncEngine:
             on_started(run_id)
         # Before the index is read: an interrupted run may have left display names behind.
         touched = self._catch_up()
+        # The day each rebuilt company changed from (None: unknown, its facts derived whole).
+        since: dict[int, dt.date | None] = dict.fromkeys(touched)
         with Session(self.engine) as session:
             stage = IdentityStage(session)
         outcomes = []
@@ -189,12 +191,12 @@ class SyncEngine:
             if self.stop.is_set():
                 break
             outcome = self._sync_source(
-                run_id, sc, source_ids[sc.name], stage, touched, pending, changed, progress
+                run_id, sc, source_ids[sc.name], stage, touched, pending, changed, since, progress
             )
             outcomes.append(outcome)
         # Once per run: a company touched by several sources is rebuilt once.
         try:
-            self._rebuild(pending, changed)
+            self._rebuild(pending, changed, since)
         except Exception as exc:  # the companies stay in dirtycompany for the next run
             log.exception("rebuilding the touched companies failed")
             for o in outcomes:
@@ -207,7 +209,8 @@ class SyncEngine:
         with session_scope(self.engine) as session:
             raised = evaluate_companies(session, touched, self.config.rules, today)
             session.execute(_EVALUATED)  # every company marked rebuilt is in ``touched``
-            refresh_report_facts(session, touched)
+            dated = {cid: day for cid, day in since.items() if day is not None}
+            refresh_report_facts(session, touched, dated)
             run = session.get(SyncRun, run_id)
             run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()
@@ -236,6 +239,7 @@ class SyncEngine:
         touched: set[int],
         pending: set[int],
         changed: set[int],
+        since: dict[int, dt.date | None],
         progress: Progress | None,
     ) -> SourceOutcome:
         """Fetch, store and link one source; its companies join ``pending`` (rebuilt by the
@@ -265,7 +269,7 @@ class SyncEngine:
                     touched |= affected
                     mine |= affected
                     if len(pending) >= REBUILD_AFTER:
-                        self._rebuild(pending, changed)
+                        self._rebuild(pending, changed, since)
                     if progress:
                         progress(sc.name, counts)
                     if self.stop.is_set():
@@ -318,12 +322,19 @@ class SyncEngine:
             self._rebuild({cid for cid, rebuilt in left.items() if not rebuilt})
         return set(left)
 
-    def _rebuild(self, pending: set[int], changed: set[int] | None = None) -> None:
+    def _rebuild(
+        self,
+        pending: set[int],
+        changed: set[int] | None = None,
+        since: dict[int, dt.date | None] | None = None,
+    ) -> None:
         """Rebuild ``pending`` in chunks, one transaction each; rebuilt ones leave the set.
         With ``changed`` (every record this run stored new or changed, or moved to another
         company) only the approaches those changes can affect are re-derived
         (``plan_rebuild``); without it (the companies an interrupted run left, whose changes are
-        not known) the companies are rebuilt whole."""
+        not known) the companies are rebuilt whole. ``since`` gets the first day of each
+        company's window (the report facts are refreshed from there), None for one rebuilt
+        whole; a company planned again keeps the earlier day."""
         ids = sorted(pending)
         tolerance = self.config.rules.joint_date_tolerance_days
         windows = None
@@ -331,6 +342,8 @@ class SyncEngine:
             # All planned before any is rebuilt: a rebuild relinks the records that moved.
             with Session(self.engine) as session:
                 windows = plan_rebuild(session, ids, changed, tolerance)
+        if since is not None:
+            _note_since(since, ids, windows or {})
         for start in range(0, len(ids), REBUILD_CHUNK):
             chunk = ids[start : start + REBUILD_CHUNK]
             with session_scope(self.engine) as session:
@@ -367,6 +380,18 @@ class SyncEngine:
             counts.quarantined,
             f" error={error!r}" if error else "",
         )
+
+
+def _note_since(since: dict[int, dt.date | None], ids: list[int], windows) -> None:
+    for company_id in ids:
+        window = windows.get(company_id)
+        if window is None or (company_id in since and since[company_id] is None):
+            since[company_id] = None  # rebuilt whole (now or before in the run)
+        elif window.since is not None:  # None: nothing of it changed
+            earlier = since.get(company_id)
+            since[company_id] = window.since if earlier is None else min(earlier, window.since)
+        else:
+            since.setdefault(company_id, dt.date.max)
 
 
 def rebuild_companies(

@@ -11,7 +11,12 @@ reads whole months as sums and only the days of partial months at the ends of a 
 The facts are derived data: :func:`refresh_report_facts` rebuilds the rows of the companies it
 is given from the approaches, needs and companies as they are stored. Whatever changes a
 company's approaches, the needs of its records or its municipality or industry must call it for
-that company afterwards, in the same transaction. Until the facts have been built once
+that company afterwards, in the same transaction. A caller that knows the earliest day from
+which a company's approaches or their needs changed (the sync: the first day of the company's
+rebuild window) passes it as ``since``, and only the company's facts from that day on are
+derived again (a night's changes lie in the last days of histories of years); the others are
+derived whole, and so is a company whose municipality or industry changed (it is not dated:
+the refresh finds it in the stored facts). Until the facts have been built once
 (``reportfactstate`` has its row) the reports count from the approaches directly
 (:func:`expressed_needs`), so a database whose facts were never built still reports correctly.
 Every change of the facts (also the flag evaluation's of ``coordinated``) is noted in
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from sqlalchemy import (
     Column,
@@ -32,7 +37,9 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     bindparam,
+    case,
     cast,
     column,
     delete,
@@ -42,10 +49,13 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     true,
     tuple_,
+    union,
     union_all,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
@@ -90,25 +100,32 @@ _COLUMNS = (
 )
 
 
-def refresh_report_facts(session: Session, company_ids: Iterable[int] | None = None) -> None:
+def refresh_report_facts(
+    session: Session,
+    company_ids: Iterable[int] | None = None,
+    since: Mapping[int, dt.date] | None = None,
+) -> None:
     """Rebuild the report facts of ``company_ids`` (every company when None) from the stored
     approaches. The first call on a database builds the facts of every company, whatever it is
-    given: from then on the reports read them."""
+    given: from then on the reports read them.
+
+    ``since`` may give, for some of the companies, the earliest day from which anything of
+    theirs that the facts derive from may have changed since their facts were last refreshed
+    (an approach's old and new day, those of approaches deleted or whose needs changed): only
+    their facts from that day on are derived again, with the stored row before it of each key
+    of the marks (its ``*_after`` mark follows). A company's municipality or industry is not
+    dated: a company whose stored facts before its day show others than its own is derived
+    whole, as are the companies ``since`` leaves out."""
     if company_ids is None or not facts_built(session):
         _rebuild_all(session)
         return
     ids = sorted(set(company_ids))
+    since = since or {}
     session.flush()  # the statements below bypass the session: it must not hold back changes
     with local_settings(session.connection(), _REFRESH_SETTINGS):
         for start in range(0, len(ids), _CHUNK):
-            chunk = {"ids": ids[start : start + _CHUNK]}
-            with _changed_rows(session, _CHANGED_NEEDS, _NEED_CHANGES, chunk):
-                old = _sums_of(session, _facts(_CHANGED_NEEDS, stored=True))
-                new = _sums_of(session, _facts(_CHANGED_NEEDS, stored=False))
-                _replace(session, _NEED_FACT, _CHANGED_NEEDS)
-                _add_month_sums(session, old, new)
-            with _changed_rows(session, _CHANGED_APPROACHES, _APPROACH_CHANGES, chunk):
-                _replace(session, _APPROACH_FACT, _CHANGED_APPROACHES)
+            part = ids[start : start + _CHUNK]
+            _refresh_chunk(session, {cid: since.get(cid, _WHOLE) for cid in part})
     if ids:
         mark_facts_changed(session)
 
@@ -221,6 +238,22 @@ def derived_facts(rows: Select | None = None) -> Select:
     every mark right."""
     needs = (live_needs() if rows is None else rows).subquery("needs")
     c = needs.c
+    before, after, first = _need_marks(c)
+    return select(
+        *(c[name] for name in _COLUMNS),
+        *(before(key).label(f"{key}_before") for key in _KEYS),
+        *(first(key).label(name) for key, name in _FIRSTS.items()),
+        *(after(key).label(f"{key}_after") for key in _KEYS),
+    )
+
+
+_KEYS = ("need", "type_need", "any", "type")  # of the ``*_before`` and ``*_after`` marks
+_FIRSTS = {"need": "approach_need_first", "any": "approach_first", "type": "approach_type_first"}
+
+
+def _need_marks(c):
+    """The window functions of the marks over the rows ``c``: ``before``, ``after`` and
+    ``first``, each of a key of ``_KEYS``."""
     order = (c.day, c.approach_id, c.organisation_type, c.need_type, c.taxonomy_code)
     # A window per key of the marks, each over a company's rows of the key in ``order``: the
     # database sorts the rows once per distinct window, so the marks share these four. An
@@ -244,20 +277,7 @@ def derived_facts(rows: Select | None = None) -> Select:
         previous = func.lag(c.approach_id, 1, 0, type_=Integer)  # 0: no approach has that id
         return previous.over(partition_by=keys[key], order_by=order) != c.approach_id
 
-    return select(
-        *(c[name] for name in _COLUMNS),
-        before("need").label("need_before"),
-        before("type_need").label("type_need_before"),
-        before("any").label("any_before"),
-        before("type").label("type_before"),
-        first("need").label("approach_need_first"),
-        first("any").label("approach_first"),
-        first("type").label("approach_type_first"),
-        after("need").label("need_after"),
-        after("type_need").label("type_need_after"),
-        after("any").label("any_after"),
-        after("type").label("type_after"),
-    )
+    return before, after, first
 
 
 # --- approach facts ----------------------------------------------------------------------------
@@ -285,6 +305,15 @@ def derived_approach_facts(rows: Select | None = None) -> Select:
     within one company or approach."""
     approaches = (live_approaches() if rows is None else rows).subquery("approaches")
     c = approaches.c
+    approach_first, organisation_before = _approach_marks(c)
+    return select(
+        *c,
+        approach_first.label("approach_first"),
+        organisation_before.label("organisation_before"),
+    )
+
+
+def _approach_marks(c):
     # Both marks over a company's rows, so that the database sorts all rows once and then each
     # company's: an approach's rows lie together in order of day and approach, the one it is
     # counted by (its first organisation) first.
@@ -292,13 +321,10 @@ def derived_approach_facts(rows: Select | None = None) -> Select:
     in_company = previous.over(
         partition_by=c.company_id, order_by=(c.day, c.approach_id, c.organisation_id)
     )
-    return select(
-        *c,
-        (in_company != c.approach_id).label("approach_first"),
-        func.lag(c.day, type_=Date)
-        .over(partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id))
-        .label("organisation_before"),
+    organisation_before = func.lag(c.day, type_=Date).over(
+        partition_by=(c.company_id, c.organisation_id), order_by=(c.day, c.approach_id)
     )
+    return in_company != c.approach_id, organisation_before
 
 
 def _insert_approaches(rows: Select, by_company: bool = False):
@@ -332,33 +358,223 @@ def _changes_table(table: Table) -> Table:
     )
 
 
-def _changes(table: Table, derived: Select) -> Select:
-    """The rows of :func:`_changes_table` for the companies ``ids``: their stored rows of
-    ``table`` and the rows ``derived`` for them, grouped by every column, each group with one
-    row only. (A company's derived rows are distinct, and so are its stored ones, derived
-    before; grouping takes NULLs as equal, as comparing would not.) One read of the stored
-    rows, and no join: the comparison needs no planner statistics of the derived rows."""
+def _changes(stored: Table, derived: Select) -> Select:
+    """The rows of :func:`_changes_table`: the rows of ``stored`` (a chunk's stored rows that
+    the refresh may change, with their ``id``) and those ``derived`` for them, grouped by every
+    column, each group with one row only. (A company's derived rows are distinct, and so are
+    its stored ones, derived before; grouping takes NULLs as equal, as comparing would not.)
+    No join: the comparison needs no planner statistics of the derived rows."""
     names = list(derived.selected_columns.keys())
-    stored = select(table.c.id, *(table.c[name] for name in names))
-    stored = stored.where(table.c.company_id.in_(int_list()))
+    kept = select(stored.c.id, *(stored.c[name] for name in names))
     fresh = derived.subquery("derived")
     fresh = select(cast(null(), Integer).label("id"), *(fresh.c[name] for name in names))
-    both = union_all(stored, fresh).subquery("both_sides")
+    both = union_all(kept, fresh).subquery("both_sides")
     groups = [both.c[name] for name in names]
     return (
         select(func.max(both.c.id).label("id"), *groups).group_by(*groups).having(func.count() == 1)
     )
 
 
+def _temporary(name: str, *columns: Column) -> Table:
+    return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+def _copy_of(table: Table, name: str) -> Table:
+    return _temporary(name, *(Column(c.name, c.type) for c in table.c))
+
+
+_WHOLE = dt.date(1, 1, 1)  # the ``since`` of a company derived whole: before every day
+# The companies of a chunk, each with the day it is derived from.
+_SINCE = _temporary(
+    "facts_since",
+    Column("company_id", Integer, primary_key=True),
+    Column("since", Date, nullable=False),
+)
+# The chunk's stored need facts that a refresh can change: those from ``since`` on and, before
+# it, each key's last row (its ``*_after`` mark lies on or after ``since``, or it has none).
+_STORED_NEEDS = _copy_of(_NEED_FACT, "stored_needs")
+# The chunk's stored approach facts from ``since`` on, and before it the last day of each
+# organisation's rows (the ``organisation_before`` of its first row from ``since`` on).
+_STORED_APPROACHES = _copy_of(_APPROACH_FACT, "stored_approaches")
+_APPROACH_BOUNDS = _temporary(
+    "approach_bounds",
+    Column("company_id", Integer),
+    Column("organisation_id", Integer),
+    Column("municipality_code", String),
+    Column("day", Date),
+)
+_S = _SINCE.c
+# The approaches of companies of the chunk (``ids``) from their ``since`` on, found first on
+# their own: in one statement with the joins of the facts PostgreSQL looks the approaches up by
+# company alone and filters the whole histories by day, and joined with ``facts_since`` (some
+# thousand rows) it may hash the whole approach table. PostgreSQL: a lateral look-up by company
+# and day per company; SQLite looks up the index on both by itself.
+_RECENT = _temporary("facts_recent", Column("id", Integer, primary_key=True))
+_OF_SINCE = (Approach.company_id == _S.company_id, Approach.date >= _S.since)
+_RECENT_LATERAL = select(Approach.id).where(*_OF_SINCE).lateral("recent")
+_FILL_RECENT = {
+    "postgresql": insert(_RECENT).from_select(
+        ["id"],
+        select(_RECENT_LATERAL.c.id)
+        .select_from(_SINCE.join(_RECENT_LATERAL, true()))
+        .where(_S.company_id.in_(int_list())),
+    ),
+    "sqlite": insert(_RECENT).from_select(
+        ["id"],
+        select(Approach.id)
+        .select_from(_SINCE.join(Approach, and_(*_OF_SINCE)))
+        .where(_S.company_id.in_(int_list())),
+    ),
+}
+_FORGET_RECENT = delete(_RECENT).where(
+    _RECENT.c.id.in_(select(Approach.id).where(Approach.company_id.in_(int_list())))
+)
+
+
+def _stored_of_chunk(table: Table) -> Select:
+    return (
+        select(*table.c)
+        .select_from(table.join(_SINCE, _S.company_id == table.c.company_id))
+        .where(table.c.company_id.in_(int_list()))
+    )
+
+
+_N = _NEED_FACT.c
+_FILL = (
+    insert(_STORED_NEEDS).from_select(
+        [c.name for c in _N],
+        _stored_of_chunk(_NEED_FACT).where(
+            or_(
+                _N.day >= _S.since,
+                *(
+                    or_(_N[f"{key}_after"].is_(None), _N[f"{key}_after"] >= _S.since)
+                    for key in _KEYS
+                ),
+            )
+        ),
+    ),
+    insert(_STORED_APPROACHES).from_select(
+        [c.name for c in _APPROACH_FACT.c],
+        _stored_of_chunk(_APPROACH_FACT).where(_APPROACH_FACT.c.day >= _S.since),
+    ),
+    insert(_APPROACH_BOUNDS).from_select(
+        ["company_id", "organisation_id", "municipality_code", "day"],
+        select(
+            _APPROACH_FACT.c.company_id,
+            _APPROACH_FACT.c.organisation_id,
+            _APPROACH_FACT.c.municipality_code,
+            func.max(_APPROACH_FACT.c.day),
+        )
+        .select_from(_APPROACH_FACT.join(_SINCE, _S.company_id == _APPROACH_FACT.c.company_id))
+        .where(_APPROACH_FACT.c.company_id.in_(int_list()), _APPROACH_FACT.c.day < _S.since)
+        .group_by(
+            _APPROACH_FACT.c.company_id,
+            _APPROACH_FACT.c.organisation_id,
+            _APPROACH_FACT.c.municipality_code,
+        ),
+    ),
+)
+# The companies whose stored facts before their ``since`` show another municipality or industry
+# than their own (changed since): they are derived whole.
+_COMPANY = Company.__table__
+_MOVED = union(
+    select(_STORED_NEEDS.c.company_id)
+    .join(_COMPANY, _COMPANY.c.id == _STORED_NEEDS.c.company_id)
+    .where(
+        _COMPANY.c.id.in_(int_list()),
+        _STORED_NEEDS.c.municipality_code.is_distinct_from(_COMPANY.c.municipality_code)
+        | _STORED_NEEDS.c.industry_section.is_distinct_from(_COMPANY.c.industry_section),
+    ),
+    select(_APPROACH_BOUNDS.c.company_id)
+    .join(_COMPANY, _COMPANY.c.id == _APPROACH_BOUNDS.c.company_id)
+    .where(
+        _COMPANY.c.id.in_(int_list()),
+        _APPROACH_BOUNDS.c.municipality_code.is_distinct_from(_COMPANY.c.municipality_code),
+    ),
+)
+_DERIVE_WHOLE = update(_SINCE).where(_S.company_id.in_(int_list())).values(since=_WHOLE)
+
+
+def _needs_since() -> Select:
+    """The need facts of the chunk from each company's ``since`` on, derived, and the stored
+    rows before it of :data:`_STORED_NEEDS` with their ``*_after`` marks following."""
+    live = live_needs().join(_RECENT, _RECENT.c.id == Approach.id).subquery("live")
+    marks = [f"{key}_before" for key in _KEYS] + list(_FIRSTS.values())
+    marks += [f"{key}_after" for key in _KEYS]
+    stored = _STORED_NEEDS.c
+    kept = (
+        select(
+            *(stored[name] for name in _COLUMNS),
+            stored.id,
+            *(stored[name] for name in marks),
+            _S.since,
+        )
+        .select_from(_STORED_NEEDS.join(_SINCE, _S.company_id == stored.company_id))
+        .where(stored.day < _S.since)
+    )
+    fresh = select(
+        *(live.c[name] for name in _COLUMNS),
+        cast(null(), Integer).label("id"),
+        *(cast(null(), _NEED_FACT.c[name].type).label(name) for name in marks),
+        cast(null(), Date).label("since"),
+    )
+    rows = union_all(kept, fresh).subquery("rows")
+    c = rows.c
+    before, after, first = _need_marks(c)
+    # A stored row keeps its marks but the ``*_after`` of the keys it is the last row of before
+    # ``since``: the next row of its key (in ``rows``) is the first one from ``since`` on. The
+    # first derived row of a key has that row before it, or none.
+    is_kept = c.id.is_not(None)
+    return select(
+        *(c[name] for name in _COLUMNS),
+        *(
+            case((is_kept, c[f"{key}_before"]), else_=before(key)).label(f"{key}_before")
+            for key in _KEYS
+        ),
+        *(case((is_kept, c[name]), else_=first(key)).label(name) for key, name in _FIRSTS.items()),
+        *(
+            case(
+                (is_kept & (c[f"{key}_after"] < c.since), c[f"{key}_after"]), else_=after(key)
+            ).label(f"{key}_after")
+            for key in _KEYS
+        ),
+    )
+
+
+def _approaches_since() -> Select:
+    """The approach facts of the chunk from each company's ``since`` on, derived after the last
+    day of each organisation's rows before it (:data:`_APPROACH_BOUNDS`)."""
+    live = live_approaches().join(_RECENT, _RECENT.c.id == Approach.id).subquery("live")
+    bounds = _APPROACH_BOUNDS.c
+    fresh = select(*live.c, true().label("fresh"))
+    kept = select(
+        literal(0, Integer).label("approach_id"),  # 0: no approach has that id
+        bounds.company_id,
+        bounds.day,
+        bounds.municipality_code,
+        bounds.organisation_id,
+        literal(True).label("coordinated"),
+        false().label("fresh"),
+    )
+    rows = union_all(fresh, kept).subquery("rows")
+    c = rows.c
+    approach_first, organisation_before = _approach_marks(c)
+    names = list(live.c.keys())
+    marked = select(
+        *(c[name] for name in names),
+        approach_first.label("approach_first"),
+        organisation_before.label("organisation_before"),
+        c.fresh,
+    ).subquery("marked")
+    return select(
+        *(marked.c[name] for name in names + ["approach_first", "organisation_before"])
+    ).where(marked.c.fresh == true())
+
+
 _CHANGED_NEEDS = _changes_table(_NEED_FACT)
 _CHANGED_APPROACHES = _changes_table(_APPROACH_FACT)
-# The company condition repeats the approach's (the join implies it): PostgreSQL then reads the
-# chunk's companies by their key instead of hashing the whole company table.
-_OF_CHUNK = (Approach.company_id.in_(int_list()), Company.id.in_(int_list()))
-_NEED_CHANGES = _changes(_NEED_FACT, derived_facts(live_needs().where(*_OF_CHUNK)))
-_APPROACH_CHANGES = _changes(
-    _APPROACH_FACT, derived_approach_facts(live_approaches().where(*_OF_CHUNK))
-)
+_NEED_CHANGES = _changes(_STORED_NEEDS, _needs_since())
+_APPROACH_CHANGES = _changes(_STORED_APPROACHES, _approaches_since())
 
 
 # PostgreSQL settings for a refresh: its statements look a chunk's rows up by index and sort
@@ -368,16 +584,60 @@ _APPROACH_CHANGES = _changes(
 _REFRESH_SETTINGS = {"jit": "off", "work_mem": "64MB"}
 
 
+def _refresh_chunk(session: Session, since: dict[int, dt.date]) -> None:
+    """Refresh the facts of the companies of ``since`` (company id -> the day to derive from)."""
+    connection = session.connection()
+    chunk = {"ids": sorted(since)}
+    with _temporary_tables(
+        connection, _SINCE, _RECENT, _STORED_NEEDS, _STORED_APPROACHES, _APPROACH_BOUNDS
+    ):
+        days = [{"company_id": cid, "since": day} for cid, day in since.items()]
+        connection.execute(insert(_SINCE), days)
+        analyse_tables(connection, [_SINCE.name])
+        _fill(connection, chunk)
+        moved = [cid for cid in connection.execute(_MOVED, chunk).scalars() if since[cid] != _WHOLE]
+        if moved:  # a few a night: derived whole instead
+            part = {"ids": sorted(moved)}
+            connection.execute(_DERIVE_WHOLE, part)
+            connection.execute(_FORGET_RECENT, part)
+            for table in (_STORED_NEEDS, _STORED_APPROACHES, _APPROACH_BOUNDS):
+                connection.execute(delete(table).where(table.c.company_id.in_(int_list())), part)
+            _fill(connection, part)
+        analyse_tables(connection, [_RECENT.name])
+        with _changed_rows(session, _CHANGED_NEEDS, _NEED_CHANGES, chunk):
+            old = _sums_of(session, _facts(_CHANGED_NEEDS, stored=True))
+            new = _sums_of(session, _facts(_CHANGED_NEEDS, stored=False))
+            _replace(session, _NEED_FACT, _CHANGED_NEEDS)
+            _add_month_sums(session, old, new)
+        with _changed_rows(session, _CHANGED_APPROACHES, _APPROACH_CHANGES, chunk):
+            _replace(session, _APPROACH_FACT, _CHANGED_APPROACHES)
+
+
+def _fill(connection, companies: dict) -> None:
+    """Fill the temporary tables for the ``companies["ids"]`` of the chunk."""
+    fill_recent = _FILL_RECENT.get(connection.dialect.name, _FILL_RECENT["sqlite"])
+    for statement in (fill_recent, *_FILL):
+        connection.execute(statement, companies)
+
+
+@contextlib.contextmanager
+def _temporary_tables(connection, *tables: Table) -> Iterator[None]:
+    for table in tables:
+        table.drop(connection, checkfirst=True)  # left behind by a failed refresh on SQLite
+        table.create(connection)
+    yield
+    for table in tables:
+        table.drop(connection)
+
+
 @contextlib.contextmanager
 def _changed_rows(session: Session, changed: Table, rows: Select, chunk: dict) -> Iterator[None]:
     """``changed`` holding ``rows`` of the companies ``chunk["ids"]`` while the block runs."""
     connection = session.connection()
-    changed.drop(connection, checkfirst=True)  # left behind by a failed refresh on SQLite
-    changed.create(connection)
-    names = list(rows.selected_columns.keys())
-    connection.execute(insert(changed).from_select(names, rows), chunk)
-    yield
-    changed.drop(connection)
+    with _temporary_tables(connection, changed):
+        names = list(rows.selected_columns.keys())
+        connection.execute(insert(changed).from_select(names, rows), chunk)
+        yield
 
 
 def _facts(changed: Table, stored: bool) -> Select:
