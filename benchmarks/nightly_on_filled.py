@@ -212,7 +212,7 @@ def _sqlite_connection(path: Path):
 def prepare_step(url: str) -> dict[str, Any]:
     """The database as a nightly run finds it: migrated to the code's schema (a database filled
     before a newer migration gets it), report facts built, the API sources' cursors at
-    yesterday; and its size."""
+    yesterday, the jobcentres' cursors set (no file of the delta read yet); and its size."""
     from sqlalchemy import func, select
 
     from connectors.odata_crm import STATE_KEY as CRM_CURSOR
@@ -247,6 +247,8 @@ def prepare_step(url: str) -> dict[str, Any]:
         ):
             if kind in cursors:
                 source.state = {cursors[kind]: yesterday.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            elif source.state is None:  # a jobcentre: its earlier files read (none kept here)
+                source.state = {"files": {}}
     engine.dispose()
     return out
 

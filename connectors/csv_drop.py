@@ -163,6 +163,17 @@ class CsvDropConnector(Connector):
     # --- the run ------------------------------------------------------------------------------
 
     def read(self, state: Mapping[str, Any] | None) -> Iterator[Batch]:
+        delivered = False
+        for batch in self._read(state):
+            delivered = True
+            yield batch
+        if state is None and not delivered:
+            # A first read of an empty folder still leaves a cursor: the engine reads a source
+            # without one as never read (its whole history, in a reader process of its own), so
+            # a jobcentre that has not delivered yet would otherwise be that every night.
+            yield Batch(records=[], rejected=[], state={"files": {}})
+
+    def _read(self, state: Mapping[str, Any] | None) -> Iterator[Batch]:
         files = _files_from_state(state)
         for path in self._candidates():
             digest = _file_digest(path)

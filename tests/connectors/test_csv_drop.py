@@ -370,6 +370,17 @@ def test_empty_file_is_marked_processed(tmp_path: Path) -> None:
     assert batches[0].state == {"files": {sha(b""): "virksomhedskontakter_1.csv"}}
 
 
+def test_a_first_read_of_an_empty_folder_leaves_a_cursor(tmp_path: Path) -> None:
+    first = run(connector(tmp_path))
+    assert [(b.records, b.rejected, b.state) for b in first] == [([], [], {"files": {}})]
+    assert run(connector(tmp_path), first[-1].state) == []  # later runs: nothing to store
+    content = csv_bytes([row()])
+    drop(tmp_path, "virksomhedskontakter_1.csv", content)
+    [batch] = run(connector(tmp_path), first[-1].state)
+    assert len(batch.records) == 1
+    assert batch.state == {"files": {sha(content): "virksomhedskontakter_1.csv"}}
+
+
 # --- state, order, partitions -----------------------------------------------------------------
 
 
