@@ -181,10 +181,18 @@ def uncoordinated_ids(
     if looked_back is None:
         looked_back = _organisations_looked_back(approaches, rules.window_days)
     check_dates = _check_dates_by_organisation(checks)
+    # ``not A <= B``: another organisation was there before (A - B non-empty), without
+    # making the difference; with no checks at all, none was checked in time.
+    if not check_dates:
+        return {
+            approach.id
+            for approach in approaches
+            if not looked_back[approach.id] <= approach.organisations and not approach.is_joint
+        }
     return {
         approach.id
         for approach in approaches
-        if bool(looked_back[approach.id] - approach.organisations)
+        if not looked_back[approach.id] <= approach.organisations
         and not approach.is_joint
         and not _checked_in_time(approach, check_dates, rules.lookup_valid_days)
     }

@@ -32,7 +32,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 
-from sqlalchemy import ARRAY, Engine, Integer, bindparam, delete, false, func, select, update
+from sqlalchemy import (
+    ARRAY,
+    Engine,
+    Integer,
+    bindparam,
+    delete,
+    false,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -202,8 +213,7 @@ class SyncEngine:
             for o in outcomes:
                 if o.status == "succeeded" and o.touched & pending:
                     o.status, o.error = "failed", f"{type(exc).__name__}: {exc}"
-        for o in outcomes:
-            self._finish(o)
+        self._finish(outcomes)
         # The end of the run: every company whose approaches may have changed is evaluated.
         today, evaluated_at = local_today(self.config.schedule.timezone), utcnow()
         with session_scope(self.engine) as session:
@@ -247,6 +257,7 @@ class SyncEngine:
         started = time.monotonic()
         counts = BatchCounts()
         with session_scope(self.engine) as session:
+            _commit_without_flush_wait(session)
             entry = SyncRunSource(sync_run_id=run_id, source_id=source_id)
             session.add(entry)
             session.flush()
@@ -356,30 +367,35 @@ class SyncEngine:
             # approaches, so the set need not grow with the whole run (1,000,000 ids ~ 60 MB).
             changed.clear()
 
-    def _finish(self, outcome: SourceOutcome) -> None:
-        status, error, counts = outcome.status, outcome.error, outcome.counts
+    def _finish(self, outcomes: list[SourceOutcome]) -> None:
+        """Record the sources' outcomes, all in one transaction (one commit, not one per
+        source: a nightly run has about 25 sources, most of which deliver nothing)."""
         with session_scope(self.engine) as session:
-            entry = session.get(SyncRunSource, outcome.entry_id)
-            entry.status = status
-            entry.error = error
-            entry.finished_at = utcnow()
-            for field in dataclasses.fields(counts):
-                setattr(entry, field.name, getattr(counts, field.name))
-            source = session.get(Source, outcome.source_id)
-            source.last_status = status
-            if status == "succeeded":
-                source.last_success_at = utcnow()
-        log.info(
-            "source=%s status=%s fetched=%d new=%d updated=%d unchanged=%d quarantined=%d%s",
-            outcome.name,
-            status,
-            counts.fetched,
-            counts.new,
-            counts.updated,
-            counts.unchanged,
-            counts.quarantined,
-            f" error={error!r}" if error else "",
-        )
+            for outcome in outcomes:
+                status, error, counts = outcome.status, outcome.error, outcome.counts
+                entry = session.get(SyncRunSource, outcome.entry_id)
+                entry.status = status
+                entry.error = error
+                entry.finished_at = utcnow()
+                for field in dataclasses.fields(counts):
+                    setattr(entry, field.name, getattr(counts, field.name))
+                source = session.get(Source, outcome.source_id)
+                source.last_status = status
+                if status == "succeeded":
+                    source.last_success_at = utcnow()
+        for outcome in outcomes:
+            counts, error = outcome.counts, outcome.error
+            log.info(
+                "source=%s status=%s fetched=%d new=%d updated=%d unchanged=%d quarantined=%d%s",
+                outcome.name,
+                outcome.status,
+                counts.fetched,
+                counts.new,
+                counts.updated,
+                counts.unchanged,
+                counts.quarantined,
+                f" error={error!r}" if error else "",
+            )
 
 
 def _note_since(since: dict[int, dt.date | None], ids: list[int], windows) -> None:
@@ -419,6 +435,20 @@ def mark_all_for_rebuild(session: Session) -> int:
         _DIRTY.insert().from_select(["company_id", "rebuilt"], select(Company.id, false()))
     )
     return done.rowcount or 0
+
+
+def _commit_without_flush_wait(session: Session) -> None:
+    """PostgreSQL: the session's transaction commits without waiting for its WAL to reach the
+    disk (about 4 ms a commit, once per source: 25 a night, most of them sources that deliver
+    nothing). For a transaction nothing outside the database acts on before a later one
+    commits: PostgreSQL writes the WAL in order, so a later commit that waits flushes this one
+    too, and a crash before it loses this transaction and none after it (the database stays
+    consistent; the run failed at that point all the same)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_NO_FLUSH_WAIT)
+
+
+_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def _mark_dirty(session: Session, company_ids: set[int]) -> None:

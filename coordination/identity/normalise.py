@@ -50,6 +50,8 @@ _MIN_PHONE_DIGITS = 8  # a Danish subscriber number; shorter strings identify no
 def fold_letters(text: str) -> str:
     """Casefold ``text`` and spell æ/ø/å (and ä/ö/ü) as ae/oe/aa; strip other accents."""
     folded = text.casefold().translate(_LETTER_FOLDS)
+    if folded.isascii():  # most text: NFKD leaves ASCII as it is, and it has no accents
+        return folded
     decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -174,7 +176,9 @@ def normalise_email(email: str | None) -> str | None:
         return None
     text = email.strip().casefold().removeprefix("mailto:").strip()
     local, at, domain = text.partition("@")
-    if not (at and local and domain) or any(ch.isspace() for ch in text):
+    # text.split() == [text]: no whitespace in it (str.split and str.isspace agree on what
+    # whitespace is), tested in C rather than by a generator per character
+    if not (at and local and domain) or text.split() != [text]:
         return None
     return text
 

@@ -1,12 +1,15 @@
 """Normalisation: identifiers, company names, organisations, people."""
 
 import random
+import unicodedata
 
 import pytest
 from stdnum.dk import cvr as stdnum_cvr
 
+from coordination.identity import normalise
 from coordination.identity.normalise import (
     clean_p_number,
+    fold_letters,
     normalise_company_name,
     normalise_email,
     normalise_organisation_name,
@@ -126,3 +129,36 @@ def test_phone_is_digits_without_danish_prefix(raw):
 
 def test_phone_too_short_to_identify_anybody_is_none():
     assert normalise_phone("112") is None
+
+
+# The definitions fold_letters and normalise_email had before their fast paths (ASCII text
+# returned without NFKD; the whitespace test made by str.split in C).
+def _fold_letters_plainly(text: str) -> str:
+    folded = text.casefold().translate(normalise._LETTER_FOLDS)
+    decomposed = unicodedata.normalize("NFKD", folded)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _email_plainly(email: str | None) -> str | None:
+    if not email:
+        return None
+    text = email.strip().casefold().removeprefix("mailto:").strip()
+    local, at, domain = text.partition("@")
+    if not (at and local and domain) or any(ch.isspace() for ch in text):
+        return None
+    return text
+
+
+def test_fold_letters_and_email_agree_with_their_plain_definitions():
+    # the code points of the first two planes (every whitespace and nearly every combining
+    # character) and a sample of the others, alone and inside an address; then random mixes
+    for code in [*range(0x20000), *range(0x20000, 0x110000, 97)]:
+        ch = chr(code)
+        assert fold_letters(ch) == _fold_letters_plainly(ch), hex(code)
+        assert normalise_email(f"a@b{ch}c") == _email_plainly(f"a@b{ch}c"), hex(code)
+    alphabet = "aB @.\t\u00a0\u2003\u0301é ÆøÅäöü\u200bmailto:_-\n\x1c\x1f\x85ﬁ①Ǆ"
+    rng = random.Random(8)
+    for _ in range(20_000):
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, 14)))
+        assert fold_letters(text) == _fold_letters_plainly(text), repr(text)
+        assert normalise_email(text) == _email_plainly(text), repr(text)
