@@ -32,18 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 
-from sqlalchemy import (
-    ARRAY,
-    Engine,
-    Integer,
-    bindparam,
-    delete,
-    false,
-    func,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import ARRAY, Engine, Integer, bindparam, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -257,7 +246,6 @@ class SyncEngine:
         started = time.monotonic()
         counts = BatchCounts()
         with session_scope(self.engine) as session:
-            _commit_without_flush_wait(session)
             entry = SyncRunSource(sync_run_id=run_id, source_id=source_id)
             session.add(entry)
             session.flush()
@@ -435,20 +423,6 @@ def mark_all_for_rebuild(session: Session) -> int:
         _DIRTY.insert().from_select(["company_id", "rebuilt"], select(Company.id, false()))
     )
     return done.rowcount or 0
-
-
-def _commit_without_flush_wait(session: Session) -> None:
-    """PostgreSQL: the session's transaction commits without waiting for its WAL to reach the
-    disk (about 4 ms a commit, once per source: 25 a night, most of them sources that deliver
-    nothing). For a transaction nothing outside the database acts on before a later one
-    commits: PostgreSQL writes the WAL in order, so a later commit that waits flushes this one
-    too, and a crash before it loses this transaction and none after it (the database stays
-    consistent; the run failed at that point all the same)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_NO_FLUSH_WAIT)
-
-
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def _mark_dirty(session: Session, company_ids: set[int]) -> None:
