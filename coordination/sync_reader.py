@@ -25,6 +25,7 @@ cannot be sent to a reader (logged), and for every read after a source's first
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import logging.handlers
@@ -32,8 +33,10 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import sys
 import threading
 import traceback
+import types
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -75,6 +78,8 @@ def read_batches(
         yield from _read_here(sc, registry, state, source_id)
         return
     try:
+        if registry[sc.kind].__module__ == "__main__":  # a reader does not import it
+            raise pickle.PicklingError(f"connector class {registry[sc.kind]!r} is in __main__")
         child, receiving = start_reader(sc, registry, state, source_id)
     except _CANNOT_START as exc:
         # A region's own connector whose class or settings cannot be sent to another process
@@ -134,7 +139,8 @@ def start_reader(
         daemon=True,
     )
     try:
-        child.start()
+        with _main_left_out():
+            child.start()
     except BaseException:
         receiving.close()
         raise
@@ -143,16 +149,37 @@ def start_reader(
     return child, receiving
 
 
+_MAIN_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_left_out() -> Iterator[None]:
+    """Starts a reader without its importing this process's main module again. multiprocessing
+    has every process it starts import the starting process's ``__main__`` (as ``__mp_main__``)
+    unless the fork server has imported it, which Python 3.11's never does (it drops the path):
+    the console script's imports of the whole service, or gunicorn's or pytest's, 0.3 s a
+    reader. A reader needs nothing of it: its target and arguments come from importable modules
+    (a connector class of ``__main__`` is read in process, :func:`read_batches`). So while the
+    reader starts, ``__main__`` is an empty module, for which nothing is imported."""
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
+
+
 _PRELOADED = threading.Lock()
 
 
 def _fork_server(registry: Mapping[str, type[Connector]]):
-    """The fork server's context; the server, when it starts, imports what every reader needs
-    (the main module among them, which a reader would otherwise import again), once."""
+    """The fork server's context; the server, when it starts, imports what every reader needs,
+    once."""
     context = multiprocessing.get_context("forkserver")
     with _PRELOADED:
         connectors = sorted({kind.__module__ for kind in registry.values()})
-        context.set_forkserver_preload(["__main__", __name__, *connectors])
+        context.set_forkserver_preload([__name__, *connectors])
     return context
 
 

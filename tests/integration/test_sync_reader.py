@@ -15,6 +15,8 @@ import logging
 import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,63 @@ def test_a_connector_that_cannot_be_sent_to_a_reader_is_read_in_the_syncing_proc
     [told] = [r for r in caplog.records if r.name == "connectors.telling"]
     reader, _ = map(int, re.findall(r"\d+", told.getMessage()))
     assert reader == os.getpid()
+
+
+UNGUARDED_MAIN = """
+print("main module ran", flush=True)
+from connectors.base import SourceSettings, load_registry
+from coordination import sync_reader
+from coordination.config import SourceConfig
+
+settings = SourceSettings("j", {{"path": {folder!r}}}, {{}})
+sc = SourceConfig("j", "csv-drop", "Org", "jobcenter", None, settings)
+print(list(sync_reader.read_batches(sc, load_registry(), None, source_id=1))[-1].state)
+"""
+
+
+def test_a_reader_does_not_run_the_main_module_again(tmp_path):
+    # A main module without the ``if __name__ == "__main__"`` guard: a reader that imported it
+    # again (as multiprocessing does) would start a sync of its own; the console script, gunicorn
+    # and pytest have the guard, but importing them costs each reader 0.3 s.
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_MAIN.format(folder=str(tmp_path)), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["main module ran", "{'files': {}}"]
+
+
+MAIN_CONNECTOR = """
+import logging, os
+from marshmallow import Schema
+from connectors.base import Batch, Connector, SourceSettings
+from coordination import sync_reader
+from coordination.config import SourceConfig
+
+
+class Mine(Connector):
+    kind = "mine"
+    options_schema = Schema
+
+    def read(self, state):
+        yield Batch(records=[], rejected=[], state={"pid": os.getpid()})
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    sc = SourceConfig("m", "mine", "Org", "jobcenter", None, SourceSettings("m", {}, {}))
+    [batch] = sync_reader.read_batches(sc, {"mine": Mine}, None, source_id=1)
+    print(batch.state["pid"] == os.getpid())
+"""
+
+
+def test_a_connector_class_of_the_main_module_is_read_in_process(tmp_path):
+    script = tmp_path / "own_connector.py"
+    script.write_text(MAIN_CONNECTOR, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True"]
+    assert "source m is read without a reader process" in done.stderr
