@@ -55,7 +55,7 @@ from coordination.models import (
     utcnow,
 )
 from coordination.reports.facts import refresh_report_facts
-from coordination.sync_reader import read_batches
+from coordination.sync_reader import read_batches, start_fork_server
 from coordination.timeutil import local_today
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,11 @@ class SyncEngine:
             session.add(run)
             session.flush()
             run_id = run.id
+            states = [session.get(Source, source_ids[sc.name]).state for sc in sources]
+        if self.reader_process:
+            # Booting now (about 1 s of imports), the readers' fork server is ready when the
+            # first source's reader is due, not a second after it.
+            start_fork_server(self.registry, states)
         if on_started is not None:
             on_started(run_id)
         # Before the index is read: an interrupted run may have left display names behind.
@@ -208,8 +213,7 @@ class SyncEngine:
         with session_scope(self.engine) as session:
             raised = evaluate_companies(session, touched, self.config.rules, today)
             session.execute(_EVALUATED)  # every company marked rebuilt is in ``touched``
-            dated = {cid: day for cid, day in since.items() if day is not None}
-            refresh_report_facts(session, touched, dated)
+            refresh_report_facts(session, touched, _dated(session, since))
             run = session.get(SyncRun, run_id)
             run.status = _run_status(outcomes, len(sources))
             run.finished_at = utcnow()
@@ -384,6 +388,15 @@ class SyncEngine:
                 counts.quarantined,
                 f" error={error!r}" if error else "",
             )
+
+
+def _dated(session: Session, since: dict[int, dt.date | None]) -> dict[int, dt.date]:
+    """The companies whose report facts are refreshed from a day on, not over their whole
+    history. On SQLite none: there the dated statements took longer than whole histories (the
+    nightly delta on 223,171 records: 3.8 s against 1.6 s for the report facts)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return {}
+    return {company_id: day for company_id, day in since.items() if day is not None}
 
 
 def _note_since(since: dict[int, dt.date | None], ids: list[int], windows) -> None:

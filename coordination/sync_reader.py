@@ -31,13 +31,14 @@ import logging
 import logging.handlers
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import pickle
 import sys
 import threading
 import traceback
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from connectors.base import Connector
@@ -124,6 +125,14 @@ def _read_here(
 # pickled (a class defined in a function, a lock or an open file among the settings), or the
 # fork server could not be started.
 _CANNOT_START = (pickle.PicklingError, TypeError, AttributeError, OSError, EOFError)
+
+
+def start_fork_server(registry: Mapping[str, type[Connector]], states: Iterable[Any]) -> None:
+    """Starts the readers' fork server, unless none of the sources' ``states`` is to be read
+    in a reader; it boots in the background (the syncing process does not wait here)."""
+    if fork_available() and any(worth_a_process(state) for state in states):
+        _fork_server(registry)
+        multiprocessing.forkserver.ensure_running()
 
 
 def start_reader(
