@@ -79,8 +79,6 @@ def read_batches(
         yield from _read_here(sc, registry, state, source_id)
         return
     try:
-        if registry[sc.kind].__module__ == "__main__":  # a reader does not import it
-            raise pickle.PicklingError(f"connector class {registry[sc.kind]!r} is in __main__")
         child, receiving = start_reader(sc, registry, state, source_id)
     except _CANNOT_START as exc:
         # A region's own connector whose class or settings cannot be sent to another process
@@ -139,6 +137,8 @@ def start_reader(
     sc: SourceConfig, registry: Mapping[str, type[Connector]], state: Any, source_id: int
 ):
     """A started reader process of the source and the end of the pipe its batches come by."""
+    if registry[sc.kind].__module__ == "__main__":  # a reader does not import it
+        raise pickle.PicklingError(f"connector class {registry[sc.kind]!r} is in __main__")
     context = _fork_server(registry)
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(
